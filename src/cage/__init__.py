@@ -1,0 +1,33 @@
+"""cage: the CAGE facial-expression model (expression + valence/arousal) as a Hugging Face model.
+
+Importing ``cage`` registers the model with the transformers Auto classes, so that
+``AutoModel.from_pretrained(path)`` and ``AutoImageProcessor.from_pretrained(path)`` work without
+``trust_remote_code``; models saved with ``save_pretrained`` also carry their code (``auto_map``) and load
+with ``trust_remote_code=True`` where ``cage`` is not installed.
+"""
+
+from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+from .configuration_cage import AFFECTNET7_LABELS, AFFECTNET8_LABELS, EMOTIC_LABELS, CageConfig
+from .image_processing_cage import CageImageProcessor
+from .modeling_cage import CageForExpressionInference, CageOutput
+
+__version__ = "0.1.0"
+
+AutoConfig.register(CageConfig.model_type, CageConfig, exist_ok=True)
+AutoModel.register(CageConfig, CageForExpressionInference, exist_ok=True)
+AutoImageProcessor.register(CageConfig, slow_image_processor_class=CageImageProcessor, exist_ok=True)
+# save_pretrained() writes `auto_map` and copies the flat model files next to the weights.
+CageConfig.register_for_auto_class()
+CageForExpressionInference.register_for_auto_class("AutoModel")
+CageImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+__all__ = [
+    "AFFECTNET7_LABELS",
+    "AFFECTNET8_LABELS",
+    "EMOTIC_LABELS",
+    "CageConfig",
+    "CageForExpressionInference",
+    "CageImageProcessor",
+    "CageOutput",
+]

@@ -1,0 +1,149 @@
+"""Configuration of a CAGE model (Wagner et al., "CAGE: Circumplex Affect Guided Expression Inference",
+CVPR 2024 Workshops, arXiv 2404.14975).
+
+This file is self-contained on purpose: it is copied next to the weights by ``save_pretrained`` and
+imported as remote code by ``AutoConfig.from_pretrained(..., trust_remote_code=True)``, where the
+``cage`` package may not be installed. It must import nothing from ``cage``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import PreTrainedConfig
+
+# AffectNet's own class indices (Mollahosseini et al. 2017); 8 None, 9 Uncertain and 10 No-Face
+# are not training classes. AffectNet-7 is the same list without Contempt.
+AFFECTNET8_LABELS = ("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
+AFFECTNET7_LABELS = AFFECTNET8_LABELS[:7]
+
+# EMOTIC's 26 context categories in the dataset's own order (Kosti et al. 2019).
+EMOTIC_LABELS = (
+    "Affection", "Anger", "Annoyance", "Anticipation", "Aversion", "Confidence", "Disapproval",
+    "Disconnection", "Disquietment", "Doubt/Confusion", "Embarrassment", "Engagement", "Esteem",
+    "Excitement", "Fatigue", "Fear", "Happiness", "Pain", "Peace", "Pleasure", "Sadness",
+    "Sensitivity", "Suffering", "Surprise", "Sympathy", "Yearning",
+)  # fmt: skip
+
+OBJECTIVES = ("discrete", "combined", "valence_arousal")
+REGRESSION_TARGETS = ("valence", "arousal", "dominance")
+WEIGHTS_STATUSES = ("untrained", "imagenet_backbone", "trained")
+
+
+class CageConfig(PreTrainedConfig):
+    r"""Configuration of [`CageForExpressionInference`]: a timm backbone and the CAGE multi-task head.
+
+    The head has ``num_labels + len(regression_targets)`` outputs: the first ``num_labels`` are expression
+    logits in ``id2label`` order, the rest are the raw regression outputs in ``regression_targets`` order
+    (valence and arousal in [-1, 1] on AffectNet; EMOTIC's 1..10 scores mapped to [-1, 1] by
+    ``(x - 5.5) / 4.5``). For AffectNet-8 "combined" this is the paper's K = 10 (Section 3 of the paper).
+
+    Args:
+        backbone (`str`, defaults to `"maxvit_tiny_tf_224"`):
+            timm model name of the trunk. The paper's MaxViT-T is torchvision's ``maxvit_t``; timm's
+            ``maxvit_tiny_tf_224`` is the same architecture (30.4 M trunk parameters at 224 px).
+        backbone_kwargs (`dict`, *optional*):
+            Extra keyword arguments for ``timm.create_model`` (e.g. ``{"drop_path_rate": 0.1}``).
+        image_size (`int`, defaults to 224):
+            Side in pixels of the square input; MaxViT needs it at build time.
+        head_hidden_size (`int`, *optional*):
+            Width of the head's hidden layer; ``None`` means the trunk's feature width (512 for MaxViT-T),
+            as in the paper.
+        id2label (`dict[int, str]`, *optional*):
+            Category names by output index. Defaults to AffectNet-8 in AffectNet's order.
+        regression_targets (`list[str]`, defaults to `["valence", "arousal"]`):
+            Continuous outputs in order; EMOTIC models use ``["valence", "arousal", "dominance"]``.
+        multi_label (`bool`, defaults to `False`):
+            ``False``: one expression per face (softmax, cross-entropy; AffectNet). ``True``: independent
+            categories (sigmoid, binary cross-entropy; EMOTIC).
+        objective (`str`, defaults to `"combined"`):
+            Training loss. ``"discrete"``: weighted CE only. ``"combined"``: weighted CE + ``alpha`` * MSE.
+            ``"valence_arousal"``: (1 - CCC) averaged over the regression targets + ``beta`` * MSE.
+            With ``multi_label`` the CE becomes BCE with ``pos_weight``.
+        class_weights (`list[float]`, *optional*):
+            CE weight per class (the paper: inverse class frequency normalised to sum 1). ``None``: unweighted.
+        pos_weight (`list[float]`, *optional*):
+            BCE positive weight per category for multi-label models. ``None``: unweighted.
+        alpha (`float`, defaults to 5.0):
+            Weight of the MSE term in the combined objective (paper, Section 3.3).
+        beta (`float`, defaults to 3.0):
+            Weight of the MSE term in the valence-arousal objective (paper, Section 3.3).
+        weights_status (`str`, defaults to `"untrained"`):
+            ``"untrained"`` (random weights: predictions are meaningless), ``"imagenet_backbone"`` (trunk
+            from ImageNet, head random) or ``"trained"``. Model cards and the CLI warn unless ``"trained"``.
+        training_recipe (`dict`, *optional*):
+            Free-form record of how the weights were produced (data, epochs, learning rate, metrics).
+        initializer_range (`float`, defaults to 0.02):
+            Standard deviation of the head's truncated-normal initialisation.
+
+    Raises:
+        ValueError: on an unknown objective, regression target or weights status, or on class/positive
+            weights whose length differs from the number of labels.
+    """
+
+    model_type = "cage"
+
+    def __init__(
+        self,
+        backbone: str = "maxvit_tiny_tf_224",
+        backbone_kwargs: dict[str, Any] | None = None,
+        image_size: int = 224,
+        head_hidden_size: int | None = None,
+        regression_targets: list[str] | tuple[str, ...] = ("valence", "arousal"),
+        multi_label: bool = False,
+        objective: str = "combined",
+        class_weights: list[float] | None = None,
+        pos_weight: list[float] | None = None,
+        alpha: float = 5.0,
+        beta: float = 3.0,
+        weights_status: str = "untrained",
+        training_recipe: dict[str, Any] | None = None,
+        initializer_range: float = 0.02,
+        **kwargs: Any,
+    ):
+        if "id2label" not in kwargs and "num_labels" not in kwargs:
+            kwargs["id2label"] = dict(enumerate(AFFECTNET8_LABELS))
+        super().__init__(**kwargs)
+        if not self.label2id:
+            self.label2id = {label: index for index, label in self.id2label.items()}
+        self.backbone = backbone
+        self.backbone_kwargs = dict(backbone_kwargs or {})
+        self.image_size = int(image_size)
+        self.head_hidden_size = head_hidden_size
+        self.regression_targets = list(regression_targets)
+        self.multi_label = bool(multi_label)
+        self.objective = objective
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+        self.pos_weight = None if pos_weight is None else [float(w) for w in pos_weight]
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.weights_status = weights_status
+        self.training_recipe = training_recipe
+        self.initializer_range = initializer_range
+        self.validate_cage()
+
+    def validate_cage(self) -> None:
+        """Check the CAGE-specific fields; raises ``ValueError`` naming the bad field."""
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        unknown = [t for t in self.regression_targets if t not in REGRESSION_TARGETS]
+        if unknown or len(set(self.regression_targets)) != len(self.regression_targets):
+            raise ValueError(
+                f"regression_targets must be distinct names from {REGRESSION_TARGETS}, got {self.regression_targets}"
+            )
+        if self.objective != "discrete" and not self.regression_targets:
+            raise ValueError(f"objective {self.objective!r} needs at least one regression target")
+        if self.weights_status not in WEIGHTS_STATUSES:
+            raise ValueError(f"weights_status must be one of {WEIGHTS_STATUSES}, got {self.weights_status!r}")
+        for name in ("class_weights", "pos_weight"):
+            weights = getattr(self, name)
+            if weights is not None and len(weights) != self.num_labels:
+                raise ValueError(f"{name} has {len(weights)} entries but the model has {self.num_labels} labels")
+
+    @property
+    def num_outputs(self) -> int:
+        """Width K of the head's last layer: categories followed by regression targets."""
+        return self.num_labels + len(self.regression_targets)
+
+
+__all__ = ["CageConfig", "AFFECTNET8_LABELS", "AFFECTNET7_LABELS", "EMOTIC_LABELS"]

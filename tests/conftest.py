@@ -1,0 +1,56 @@
+"""Shared fixtures: the shared real photos, and small CAGE models saved to disk.
+
+Tests use timm's ``maxvit_rmlp_pico_rw_256`` built at 64 px (7 M parameters) to stay fast on 2 CPU cores;
+the real MaxViT-T (``maxvit_tiny_tf_224``) appears only where its exact layout is the point of the test.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FACES_DIR = REPO_ROOT.parent / "shared" / "faces"
+TINY_BACKBONE = "maxvit_rmlp_pico_rw_256"
+TINY_SIZE = 64
+
+
+def face_photo(name: str) -> Path:
+    """Path of a shared public-domain photo; skips the test when ../shared/faces is absent."""
+    path = FACES_DIR / name
+    if not path.is_file():
+        pytest.skip(f"shared face photo {path} is absent (tests expect ../shared/faces beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    if not FACES_DIR.is_dir():
+        pytest.skip(f"{FACES_DIR} is absent (tests expect ../shared/faces beside the repo)")
+    return FACES_DIR
+
+
+@pytest.fixture(scope="session")
+def coffee_image(tmp_path_factory) -> Path:
+    """scikit-image's bundled ``coffee`` photo (a cup, no face), saved as PNG."""
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("coffee") / "coffee.png"
+    Image.fromarray(data.coffee()).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """An untrained AffectNet-8 model with the tiny backbone, saved with ``save_pretrained``."""
+    from cage.presets import write_untrained_model
+
+    return write_untrained_model(
+        tmp_path_factory.mktemp("models") / "tiny", backbone=TINY_BACKBONE, image_size=TINY_SIZE, seed=0
+    )
