@@ -78,8 +78,7 @@ def write_untrained_model(
 
     torch.manual_seed(seed)
     config = make_config(labels, objective=objective, backbone=backbone, image_size=image_size)
+    from .model_folder import save_model_folder
+
     model = CageForExpressionInference(config)
-    output_dir = Path(output_dir)
-    model.save_pretrained(output_dir)
-    make_image_processor(config).save_pretrained(output_dir)
-    return output_dir
+    return save_model_folder(model, make_image_processor(config), output_dir)
