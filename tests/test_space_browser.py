@@ -1,0 +1,94 @@
+"""The Space in a real browser: headless Debian Chromium driven by Playwright uploads a photo and predicts.
+
+Uses the system browser (``apt-get install -y chromium``), never Playwright's browser download; skips with
+the reason when either is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import socket
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO_ROOT, face_photo
+
+pytest.importorskip("gradio", reason="the Space needs the `demo` extra (gradio)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs `pip install playwright`")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium (Debian: apt-get install -y chromium)")
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 120_000
+
+
+def load_space_app():
+    if "space_app" in sys.modules:
+        return sys.modules["space_app"]
+    spec = importlib.util.spec_from_file_location("space_app", REPO_ROOT / "spaces_app" / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["space_app"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def space_url(tiny_model_dir):
+    app = load_space_app()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CAGE_MODEL", str(tiny_model_dir))
+        demo = app.build_demo()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, theme=app.THEME
+    )
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+def test_upload_predict_and_screenshot(space_url, tmp_path):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(space_url, timeout=TIMEOUT_MS)
+            page.locator("#photo input[type=file]").set_input_files(str(face_photo("obama.jpg")))
+            page.locator("#photo img").first.wait_for(timeout=TIMEOUT_MS)
+            page.locator("#analyze").click()
+            annotated = page.locator("#annotated img").first
+            annotated.wait_for(timeout=TIMEOUT_MS)
+            plot = page.locator("#circumplex img").first
+            plot.wait_for(timeout=TIMEOUT_MS)
+            status = page.locator("#status").inner_text(timeout=TIMEOUT_MS)
+            panel = page.locator("#face-1").inner_text(timeout=TIMEOUT_MS)
+            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            annotated.screenshot(path=str(tmp_path / "annotated.png"))
+            plot.screenshot(path=str(tmp_path / "plot.png"))
+        finally:
+            browser.close()
+    assert "1 face" in status
+    assert "Face 1" in panel and "valence" in panel
+    for name in ("page.png", "annotated.png", "plot.png"):
+        pixels = np.asarray(Image.open(tmp_path / name).convert("L"), dtype=np.float64)
+        assert pixels.shape[0] > 100 and pixels.shape[1] > 100, name
+        assert pixels.std() > 10, f"{name} looks blank (pixel std {pixels.std():.1f})"
+    # The annotated photo is the photo, not the plot: mostly non-white; the plot is mostly white.
+    assert np.asarray(Image.open(tmp_path / "annotated.png").convert("L")).mean() < 200
+    assert np.asarray(Image.open(tmp_path / "plot.png").convert("L")).mean() > 200
