@@ -7,6 +7,7 @@ the reason when either is missing.
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import socket
 import sys
@@ -63,26 +64,54 @@ def space_url(tiny_model_dir):
         demo.close()
 
 
-def test_upload_predict_and_screenshot(space_url, tmp_path):
+def write_y4m(image: Image.Image, path, size=(640, 480), frames=5) -> None:
+    """A still video (YUV4MPEG2, 4:2:0) of ``image`` letterboxed to ``size``, for Chromium's fake webcam."""
+    from PIL import ImageOps
+
+    ycbcr = np.asarray(ImageOps.pad(image.convert("RGB"), size, color=(0, 0, 0)).convert("YCbCr"))
+    planes = ycbcr[:, :, 0].tobytes() + ycbcr[::2, ::2, 1].tobytes() + ycbcr[::2, ::2, 2].tobytes()
+    with open(path, "wb") as stream:
+        stream.write(f"YUV4MPEG2 W{size[0]} H{size[1]} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            stream.write(b"FRAME\n" + planes)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium whose fake webcam shows obama.jpg."""
+    video = tmp_path_factory.mktemp("webcam") / "obama.y4m"
+    write_y4m(Image.open(face_photo("obama.jpg")), video)
+    fake_webcam = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+    ]
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + fake_webcam)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(space_url, timeout=TIMEOUT_MS)
-            page.locator("#photo input[type=file]").set_input_files(str(face_photo("obama.jpg")))
-            page.locator("#photo img").first.wait_for(timeout=TIMEOUT_MS)
-            page.locator("#analyze").click()
-            annotated = page.locator("#annotated img").first
-            annotated.wait_for(timeout=TIMEOUT_MS)
-            plot = page.locator("#circumplex img").first
-            plot.wait_for(timeout=TIMEOUT_MS)
-            status = page.locator("#status").inner_text(timeout=TIMEOUT_MS)
-            panel = page.locator("#face-1").inner_text(timeout=TIMEOUT_MS)
-            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
-            annotated.screenshot(path=str(tmp_path / "annotated.png"))
-            plot.screenshot(path=str(tmp_path / "plot.png"))
+            yield browser
         finally:
             browser.close()
+
+
+def test_upload_predict_and_screenshot(space_url, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(space_url, timeout=TIMEOUT_MS)
+        page.locator("#photo input[type=file]").set_input_files(str(face_photo("obama.jpg")))
+        page.locator("#photo img").first.wait_for(timeout=TIMEOUT_MS)
+        page.locator("#analyze").click()
+        annotated = page.locator("#annotated img").first
+        annotated.wait_for(timeout=TIMEOUT_MS)
+        plot = page.locator("#circumplex img").first
+        plot.wait_for(timeout=TIMEOUT_MS)
+        status = page.locator("#status").inner_text(timeout=TIMEOUT_MS)
+        panel = page.locator("#face-1").inner_text(timeout=TIMEOUT_MS)
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        annotated.screenshot(path=str(tmp_path / "annotated.png"))
+        plot.screenshot(path=str(tmp_path / "plot.png"))
+    finally:
+        page.close()
     assert "1 face" in status
     assert "Face 1" in panel and "valence" in panel
     for name in ("page.png", "annotated.png", "plot.png"):
@@ -92,3 +121,23 @@ def test_upload_predict_and_screenshot(space_url, tmp_path):
     # The annotated photo is the photo, not the plot: mostly non-white; the plot is mostly white.
     assert np.asarray(Image.open(tmp_path / "annotated.png").convert("L")).mean() < 200
     assert np.asarray(Image.open(tmp_path / "plot.png").convert("L")).mean() > 200
+
+
+def test_live_webcam_stream(space_url, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(space_url, timeout=TIMEOUT_MS)
+        page.get_by_role("tab", name="Live webcam").click()
+        webcam = page.locator("#webcam")
+        webcam.get_by_text("Click to Access Webcam").click()
+        webcam.get_by_role("button", name="capture photo").click()  # "Record": starts streaming
+        status = page.locator("#live-status")
+        status.get_by_text("smoothed valence").wait_for(timeout=TIMEOUT_MS)
+        text = status.inner_text()
+        page.locator("#live-circumplex img").first.wait_for(timeout=TIMEOUT_MS)
+        page.locator("#live-annotated img").first.screenshot(path=str(tmp_path / "live.png"))
+    finally:
+        page.close()
+    assert re.search(r"smoothed valence [+-]\d\.\d\d, arousal [+-]\d\.\d\d", text), text
+    pixels = np.asarray(Image.open(tmp_path / "live.png").convert("L"), dtype=np.float64)
+    assert pixels.std() > 10, "the annotated webcam frame looks blank"
