@@ -14,6 +14,13 @@ from PIL import Image
 from conftest import REPO_ROOT, face_photo
 
 gr = pytest.importorskip("gradio", reason="the Space needs the `demo` extra (gradio)")
+# gradio's queue calls pandas options that pandas 3 deprecates; not this project's code.
+GRADIO_PANDAS_WARNINGS = [
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
+pytestmark = GRADIO_PANDAS_WARNINGS
+
 gradio_client = pytest.importorskip("gradio_client")
 
 SPACE_DIR = REPO_ROOT / "spaces_app"

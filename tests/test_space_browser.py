@@ -22,7 +22,15 @@ pytest.importorskip("gradio", reason="the Space needs the `demo` extra (gradio)"
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs `pip install playwright`")
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium (Debian: apt-get install -y chromium)")
+# gradio's queue calls pandas options that pandas 3 deprecates; not this project's code.
+GRADIO_PANDAS_WARNINGS = [
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium (Debian: apt-get install -y chromium)"),
+    *GRADIO_PANDAS_WARNINGS,
+]
 
 CHROMIUM_ARGS = [
     "--headless",
