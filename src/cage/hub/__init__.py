@@ -1,0 +1,16 @@
+"""The Hugging Face Hub: model cards, ``cage push``, and converting the CAGE authors' checkpoints."""
+
+from .authors_checkpoint import VARIANTS, AuthorsCheckpointError, convert_authors_checkpoint
+
+
+
+__all__ = [
+    "VARIANTS",
+    "AuthorsCheckpointError",
+    "HubPushError",
+    "convert_authors_checkpoint",
+    "load_metrics",
+    "push_model_folder",
+    "render_model_card",
+    "stage_model_folder",
+]
