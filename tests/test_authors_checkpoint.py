@@ -8,17 +8,45 @@ seeded random weights instead of ImageNet ones: nothing is downloaded), saved wi
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
 from PIL import Image
 from torch import nn
 
+from safetensors.torch import load_file, save_file
+
 from cage.face_detection_cage import create_face_detector
 from cage.hub import AuthorsCheckpointError, convert_authors_checkpoint
 from conftest import face_photo
 
 torchvision = pytest.importorskip("torchvision")
+
+# Loads a converted folder as remote code where `cage` cannot be imported (torchvision trunk included).
+REMOTE_SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class BlockCage(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "cage" or name.startswith("cage."):
+                raise ImportError("cage is blocked in this process")
+
+    sys.meta_path.insert(0, BlockCage())
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    with torch.no_grad():
+        output = model(pixel_values=load_file(sys.argv[2])["pixel_values"])
+    save_file({"logits": output.logits.contiguous(), "regression": output.regression.contiguous()}, sys.argv[3])
+    """
+)
 
 
 def _authors_network(num_outputs: int, valence_arousal_head: bool, seed: int) -> nn.Module:
@@ -92,6 +120,18 @@ def test_conversion_parity_on_real_faces(tmp_path, face_pixel_values, variant, n
     torch.testing.assert_close(converted.regression, reference[:, len(labels) :], rtol=0, atol=1e-4)
     assert reference.std(dim=0).min() > 1e-3  # the faces give different outputs: the comparison means something
 
+    if labels:  # once: the same folder as remote code, in a process that cannot import cage
+        save_file({"pixel_values": face_pixel_values.contiguous()}, tmp_path / "inputs.safetensors")
+        env = {"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PATH": "/usr/bin:/bin"}
+        completed = subprocess.run(
+            [sys.executable, "-c", REMOTE_SCRIPT, str(out), str(tmp_path / "inputs.safetensors"), str(tmp_path / "remote.safetensors")],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        )  # fmt: skip
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        remote = load_file(tmp_path / "remote.safetensors")
+        torch.testing.assert_close(remote["logits"], reference[:, : len(labels)], rtol=0, atol=1e-4)
+        torch.testing.assert_close(remote["regression"], reference[:, len(labels) :], rtol=0, atol=1e-4)
+
 
 def test_wrong_variant_and_foreign_files_are_refused(tmp_path):
     # A head with 10 outputs is an AffectNet-8 combined model, not AffectNet-7.
@@ -115,3 +155,14 @@ def test_wrong_variant_and_foreign_files_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown variant"):
         convert_authors_checkpoint(tmp_path / "head.pt", "emotic-combined", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_reports_unreadable_checkpoint_in_one_line(tmp_path, capsys):
+    from cage.cli import main
+
+    missing = tmp_path / "model.pt"
+    assert main(["convert-authors-checkpoint", str(missing), "--variant", "affectnet8-va", "--out", str(tmp_path / "o")]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"cage convert-authors-checkpoint: authors' checkpoint {missing} does not exist"
+    ]
+    assert not (tmp_path / "o").exists()

@@ -334,7 +334,7 @@ def render_model_card(
         license_name="cage-model-terms" if license == "other" else None,
         datasets=[_dataset_id(dataset)] if trained and dataset else None,
         base_model=_base_model(config),
-        model_name=repo_id.split("/")[-1],
+        model_name=repo_id.split("/")[-1] if metrics else None,  # names the model-index entry
         eval_results=eval_results(metrics, dataset) if metrics else None,
     )
     labels = [config.id2label[i] for i in range(config.num_labels)]
