@@ -160,6 +160,7 @@ REMOTE_SCRIPT = textwrap.dedent(
     model = AutoModel.from_pretrained(repo, trust_remote_code=True).eval()
     processor = AutoImageProcessor.from_pretrained(repo, trust_remote_code=True)
     assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    # Once the pipeline is registered in saved folders: analyzer = pipeline(model=repo, trust_remote_code=True)
     crops = [Image.open(f"{crops_dir}/{i}.png") for i in range(count)]
     with torch.no_grad():
         output = model(**processor(crops, return_tensors="pt"))

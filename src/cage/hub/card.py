@@ -338,7 +338,17 @@ def render_model_card(
         eval_results=eval_results(metrics, dataset) if metrics else None,
     )
     labels = [config.id2label[i] for i in range(config.num_labels)]
-    medians = {label: AFFECTNET_CLASS_MEDIANS[label] for label in labels if label in AFFECTNET_CLASS_MEDIANS}
+    affectnet = (dataset or "").startswith("AffectNet")
+    medians = {label: AFFECTNET_CLASS_MEDIANS[label] for label in labels if affectnet and label in AFFECTNET_CLASS_MEDIANS}
+    if affectnet:
+        paper_note = (
+            "on AffectNet's official validation set (3,999 images), which the paper also used to select "
+            "checkpoints, so they are optimistic"
+        )
+    elif dataset == "EMOTIC":
+        paper_note = "on EMOTIC, with dimensions mapped from 1..10 to [-1, 1] by (x - 5.5) / 4.5"
+    else:
+        paper_note = "on a different dataset; no comparison is made"
     parameters = _parameter_count(model_dir)
     return ModelCard.from_template(
         card_data,
@@ -357,6 +367,7 @@ def render_model_card(
         metrics=metrics,
         tables=evaluation_tables(metrics, config),
         confusion=confusion_table(metrics),
+        paper_note=paper_note,
         paper_title=PAPER_TITLE,
         paper_url=PAPER_URL,
         bibtex=CAGE_BIBTEX,
