@@ -13,6 +13,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from .hub import cli as hub_cli
+
 EXIT_OK = 0
 EXIT_INPUT_ERRORS = 1  # some inputs could not be processed; the others were
 EXIT_USAGE = 2
@@ -106,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_init_model(subparsers)
     _add_predict(subparsers)
+    hub_cli.add_push_command(subparsers)
+    hub_cli.add_convert_authors_checkpoint_command(subparsers)
     return parser
 
 

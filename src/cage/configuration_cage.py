@@ -28,6 +28,9 @@ EMOTIC_LABELS = (
 OBJECTIVES = ("discrete", "combined", "valence_arousal")
 REGRESSION_TARGETS = ("valence", "arousal", "dominance")
 WEIGHTS_STATUSES = ("untrained", "imagenet_backbone", "trained")
+# Where the trunk comes from: timm (the default, any timm model) or torchvision (MaxViT only: the CAGE
+# authors trained torchvision's ``maxvit_t``, whose weights convert exactly only into torchvision's network).
+BACKBONE_LIBRARIES = ("timm", "torchvision")
 
 
 class CageConfig(PreTrainedConfig):
@@ -43,7 +46,15 @@ class CageConfig(PreTrainedConfig):
             timm model name of the trunk. The paper's MaxViT-T is torchvision's ``maxvit_t``; timm's
             ``maxvit_tiny_tf_224`` is the same architecture (30.4 M trunk parameters at 224 px).
         backbone_kwargs (`dict`, *optional*):
-            Extra keyword arguments for ``timm.create_model`` (e.g. ``{"drop_path_rate": 0.1}``).
+            Extra keyword arguments for ``timm.create_model`` (e.g. ``{"drop_path_rate": 0.1}``), or for
+            ``torchvision.models.get_model`` when ``backbone_library="torchvision"``.
+        backbone_library (`str`, defaults to `"timm"`):
+            ``"timm"``: ``backbone`` is a timm model name. ``"torchvision"``: ``backbone`` is a torchvision
+            MaxViT (``"maxvit_t"``), the network the CAGE authors trained; checkpoints from their scripts
+            convert into it exactly (``cage convert-authors-checkpoint``). timm's ``maxvit_tiny_tf_224`` has
+            the same widths and depths but computes a different function (TF "same" padding of strided
+            convolutions, tanh-approximated GELU, a 2 x 2 average-pool shortcut without torchvision's 1 x 1
+            projection), so weights do not carry over between the two.
         image_size (`int`, defaults to 224):
             Side in pixels of the square input; MaxViT needs it at build time.
         head_hidden_size (`int`, *optional*):
@@ -77,7 +88,7 @@ class CageConfig(PreTrainedConfig):
             Standard deviation of the head's truncated-normal initialisation.
 
     Raises:
-        ValueError: on an unknown objective, regression target or weights status, or on class/positive
+        ValueError: on an unknown objective, regression target, backbone library or weights status, or on class/positive
             weights whose length differs from the number of labels.
     """
 
@@ -87,6 +98,7 @@ class CageConfig(PreTrainedConfig):
         self,
         backbone: str = "maxvit_tiny_tf_224",
         backbone_kwargs: dict[str, Any] | None = None,
+        backbone_library: str = "timm",
         image_size: int = 224,
         head_hidden_size: int | None = None,
         regression_targets: list[str] | tuple[str, ...] = ("valence", "arousal"),
@@ -108,6 +120,7 @@ class CageConfig(PreTrainedConfig):
             self.label2id = {label: index for index, label in self.id2label.items()}
         self.backbone = backbone
         self.backbone_kwargs = dict(backbone_kwargs or {})
+        self.backbone_library = backbone_library
         self.image_size = int(image_size)
         self.head_hidden_size = head_hidden_size
         self.regression_targets = list(regression_targets)
@@ -133,6 +146,10 @@ class CageConfig(PreTrainedConfig):
             )
         if self.objective != "discrete" and not self.regression_targets:
             raise ValueError(f"objective {self.objective!r} needs at least one regression target")
+        if self.backbone_library not in BACKBONE_LIBRARIES:
+            raise ValueError(f"backbone_library must be one of {BACKBONE_LIBRARIES}, got {self.backbone_library!r}")
+        if self.backbone_library == "torchvision" and not self.backbone.startswith("maxvit"):
+            raise ValueError(f"backbone_library 'torchvision' supports MaxViT only (e.g. 'maxvit_t'), got {self.backbone!r}")
         if self.weights_status not in WEIGHTS_STATUSES:
             raise ValueError(f"weights_status must be one of {WEIGHTS_STATUSES}, got {self.weights_status!r}")
         for name in ("class_weights", "pos_weight"):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, is_torchvision_available
 
 from .configuration_cage import CageConfig
 
@@ -112,6 +112,52 @@ def build_timm_trunk(config: CageConfig) -> nn.Module:
     return trunk
 
 
+class TorchvisionMaxVitTrunk(nn.Module):
+    """torchvision's MaxViT without its classifier: ``stem`` and ``blocks`` under torchvision's own names.
+
+    The CAGE authors trained torchvision's ``maxvit_t``; keeping its modules (and parameter names) lets
+    their checkpoints load exactly. Built with random weights (``weights=None``); never downloads.
+
+    Input ``(B, 3, H, W)`` with H = W = ``config.image_size``; output of ``forward_features``:
+    ``(B, C, H / 32, W / 32)`` feature maps, C = ``num_features`` (512 for ``maxvit_t``).
+    """
+
+    def __init__(self, config: CageConfig):
+        super().__init__()
+        if not is_torchvision_available():
+            raise ImportError(f"backbone_library 'torchvision' ({config.backbone}) needs torchvision installed")
+        if is_torchvision_available():  # (an `if` keeps torchvision optional for timm models loaded as remote code)
+            from torchvision.models import get_model
+
+        kwargs = dict(config.backbone_kwargs)
+        kwargs.setdefault("input_size", (config.image_size, config.image_size))
+        network = get_model(config.backbone, weights=None, **kwargs)
+        self.stem = network.stem
+        self.blocks = network.blocks
+        # torchvision's classifier is pool, flatten, LayerNorm(C), ...: C is the trunk's feature width.
+        self.num_features = network.classifier[2].normalized_shape[0]
+        self.grad_checkpointing = False
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def forward_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        features = self.stem(pixel_values)
+        for block in self.blocks:
+            if self.grad_checkpointing and self.training:
+                features = torch.utils.checkpoint.checkpoint(block, features, use_reentrant=False)
+            else:
+                features = block(features)
+        return features
+
+
+def build_trunk(config: CageConfig) -> nn.Module:
+    """The trunk of ``config.backbone`` from ``config.backbone_library`` (timm or torchvision), random weights."""
+    if config.backbone_library == "torchvision":
+        return TorchvisionMaxVitTrunk(config)
+    return build_timm_trunk(config)
+
+
 class CagePreTrainedModel(PreTrainedModel):
     config_class = CageConfig
     config: CageConfig
@@ -135,7 +181,7 @@ class CagePreTrainedModel(PreTrainedModel):
         if hasattr(module, "init_non_persistent_buffers"):
             module.init_non_persistent_buffers()
 
-    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None) -> None:
+    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None, **kwargs) -> None:
         self.trunk.set_grad_checkpointing(enable)
 
 
@@ -160,7 +206,7 @@ class CageForExpressionInference(CagePreTrainedModel):
 
     def __init__(self, config: CageConfig):
         super().__init__(config)
-        self.trunk = build_timm_trunk(config)
+        self.trunk = build_trunk(config)
         hidden = config.head_hidden_size or self.trunk.num_features
         self.head = CageHead(self.trunk.num_features, hidden, config.num_outputs)
         self.post_init()
@@ -242,12 +288,17 @@ class CageForExpressionInference(CagePreTrainedModel):
             checkpoint: a local timm checkpoint file (``.safetensors``, or ``.pth``/``.bin`` read with
                 ``weights_only=True``) for offline use; ``None`` fetches ``config.backbone``'s default
                 pretrained weights through timm (the Hugging Face Hub), which needs network access.
+                With ``backbone_library="torchvision"``: a torchvision state dict file (e.g.
+                ``maxvit_t-bc5ab103.pth``), or ``None`` for torchvision's ``DEFAULT`` weights (download).
 
         Raises:
             FileNotFoundError: the checkpoint file does not exist.
             RuntimeError: the weights cannot be fetched (offline, unknown tag) or do not fit the trunk;
                 the message names the checkpoint and the missing or unexpected keys.
         """
+        if self.config.backbone_library == "torchvision":
+            self._load_torchvision_backbone_weights(checkpoint)
+            return
         kwargs = dict(self.config.backbone_kwargs)
         pretrained_cfg = timm.models.get_pretrained_cfg(self.config.backbone)
         if pretrained_cfg is not None and pretrained_cfg.fixed_input_size:
@@ -267,6 +318,39 @@ class CageForExpressionInference(CagePreTrainedModel):
                 "file (e.g. model.safetensors from the Hub repo timm/<backbone>)."
             ) from error
         state = {k: v for k, v in reference.state_dict().items() if not k.startswith(("head.", "fc.", "classifier."))}
+        result = self.trunk.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise RuntimeError(
+                f"weights from {source} do not fit {self.config.backbone}: missing {result.missing_keys[:5]}, "
+                f"unexpected {result.unexpected_keys[:5]}"
+            )
+        self.config.weights_status = "imagenet_backbone"
+
+    def _load_torchvision_backbone_weights(self, checkpoint: str | Path | None) -> None:
+        # torchvision state dicts name the trunk `stem.*` and `blocks.*`, exactly as TorchvisionMaxVitTrunk.
+        if checkpoint is not None:
+            checkpoint = Path(checkpoint)
+            if not checkpoint.is_file():
+                raise FileNotFoundError(f"backbone checkpoint {checkpoint} does not exist")
+            source = str(checkpoint)
+            try:
+                if checkpoint.suffix == ".safetensors":
+                    from safetensors.torch import load_file
+
+                    state = load_file(checkpoint)
+                else:
+                    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            except Exception as error:
+                raise RuntimeError(f"could not read backbone checkpoint {checkpoint}: {error}") from error
+        else:
+            source = f"torchvision's DEFAULT weights for {self.config.backbone}"
+            try:
+                from torchvision.models import get_model
+
+                state = get_model(self.config.backbone, weights="DEFAULT").state_dict()
+            except Exception as error:
+                raise RuntimeError(f"could not load {source}: {error}. Offline, pass a local .pth file.") from error
+        state = {k: v for k, v in state.items() if k.startswith(("stem.", "blocks."))}
         result = self.trunk.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
             raise RuntimeError(
