@@ -13,6 +13,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from .data.cli import add_prepare_parser
+
 EXIT_OK = 0
 EXIT_INPUT_ERRORS = 1  # some inputs could not be processed; the others were
 EXIT_USAGE = 2
@@ -106,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_init_model(subparsers)
     _add_predict(subparsers)
+    add_prepare_parser(subparsers)
     return parser
 
 
