@@ -33,7 +33,17 @@ PAPER_WEIGHTS_8 = [0.015605, 0.008709, 0.046078, 0.083078, 0.185434, 0.305953, 0
 PAPER_WEIGHTS_7 = [0.022600, 0.012589, 0.066464, 0.120094, 0.265305, 0.444943, 0.068006]
 
 
-def check_prepared(out_dir, expected, *, classes=8, val_fraction=0.25):
+def assert_pixels(image, want, tolerance=0.0):
+    """Exact pixels (lossless storage), or within ``tolerance`` mean absolute error (JPEG quality 95)."""
+    got = np.asarray(image)
+    if tolerance == 0.0:
+        np.testing.assert_array_equal(got, want)
+    else:
+        assert got.shape == want.shape
+        assert np.abs(got.astype(float) - want).mean() <= tolerance
+
+
+def check_prepared(out_dir, expected, *, classes=8, val_fraction=0.25, tolerance=0.0):
     """Every written example comes back once, in the right split, with exact labels and pixels."""
     loaded = datasets.load_from_disk(str(out_dir))
     assert set(loaded) == {"train", "validation", "test"}
@@ -54,7 +64,7 @@ def check_prepared(out_dir, expected, *, classes=8, val_fraction=0.25):
             assert row["valence"] == np.float32(want["valence"])
             assert row["arousal"] == np.float32(want["arousal"])
             assert row["image"].mode == "RGB"
-            np.testing.assert_array_equal(np.asarray(row["image"]), want["pixels"])
+            assert_pixels(row["image"], want["pixels"], tolerance)
     assert set(seen) == set(expected)
     n_train = sum(1 for want in expected.values() if want["split"] == "train")
     n_val = int(np.ceil(val_fraction * n_train))
@@ -68,9 +78,10 @@ def test_release2017_crops_face_boxes_and_reads_labels(tmp_path):
     root = tmp_path / "affectnet"
     expected = write_affectnet_release2017(root, TRAIN, TEST)
     assert detect_affectnet_layout(root) == "release2017"
-    _, stats, problems = prepare_affectnet(root, tmp_path / "out", val_fraction=0.25, seed=3)
+    _, stats, problems = prepare_affectnet(root, tmp_path / "out", val_fraction=0.25, seed=3, crop_format="png")
     assert problems.problems == []
     loaded = check_prepared(tmp_path / "out", expected)
+    assert loaded["train"][0]["image"].format == "PNG"
     # stratified hold-out: one example of each class (8 of 32)
     assert sorted(loaded["validation"]["label"]) == list(range(8))
     assert stats["class_counts"]["train"] == {name: 3 for name in AFFECTNET8_LABELS}
@@ -124,7 +135,7 @@ def test_planted_faults_are_reported_by_file_and_kind(tmp_path, capsys):
     expected = write_affectnet_release2017(root, TRAIN, TEST, faults=True)
     out = tmp_path / "out"
     assert main(["prepare", "affectnet", str(root), "--out", str(out), "--val-fraction", "0.25"]) == 0
-    check_prepared(out, expected)
+    check_prepared(out, expected, tolerance=2.0)  # default: crops stored as JPEG quality 95
     report = read_report(out / "cage_report.jsonl")
     images = root / "Manually_Annotated_Images"
     training_csv = str(root / "Manually_Annotated_file_lists" / "training.csv")
@@ -173,3 +184,13 @@ def test_layout_errors_are_clear(tmp_path):
         (tmp_path / "busy").mkdir()
         (tmp_path / "busy" / "file").write_text("x")
         prepare_affectnet(root, tmp_path / "busy", layout="cropped")
+
+
+def test_a_split_whose_every_image_is_broken_fails_clearly(tmp_path):
+    root = tmp_path / "affectnet"
+    write_affectnet_cropped(root, TRAIN, TEST)
+    for image in (root / "train_set" / "images").iterdir():
+        image.write_bytes(b"not a jpeg")
+    with pytest.raises(PrepareError, match="cannot hold out"):
+        prepare_affectnet(root, tmp_path / "out", val_fraction=0.25)
+    assert not (tmp_path / "out").exists()
