@@ -45,7 +45,7 @@ def decoded(path: Path) -> np.ndarray:
 def affectnet_labels(per_class: int, classes: int = 8, offset: int = 0) -> list[tuple[int, float, float]]:
     """(expression, valence, arousal) rows, ``per_class`` for each class, with float32-exact values."""
     rows = []
-    for k in range(per_class):
+    for _ in range(per_class):
         for expression in range(classes):
             i = len(rows) + offset
             rows.append((expression, ((i * 37) % 129 - 64) / 64.0, ((i * 53) % 129 - 64) / 64.0))
@@ -191,7 +191,7 @@ def emotic_people(faults: bool = False) -> dict[str, list[dict]]:
     counter = 0
     for source in EMOTIC_SPLITS:
         images = []
-        for image_index in range(3 if source == "train" else 2):
+        for _ in range(3 if source == "train" else 2):
             counter += 1
             persons = []
             for k in range(1 + (counter % 2)):
@@ -202,15 +202,25 @@ def emotic_people(faults: bool = False) -> dict[str, list[dict]]:
                 continuous = (1 + c % 10, 1 + (c * 3) % 10, 1 + (c * 7) % 10)
                 if source != "train":
                     continuous = (continuous[0] + 1 / 3, continuous[1] - 0.5, 2.25)
-                persons.append({"box": (4 + k * 30, 3 + k, 40 + k * 30, 55), "categories": categories, "vad": continuous})
-            images.append({"folder": ["mscoco/images", "framesdb/images"][counter % 2], "filename": f"img_{counter:03d}.jpg", "persons": persons})
+                persons.append(
+                    {"box": (4 + k * 30, 3 + k, 40 + k * 30, 55), "categories": categories, "vad": continuous}
+                )
+            images.append(
+                {
+                    "folder": ["mscoco/images", "framesdb/images"][counter % 2],
+                    "filename": f"img_{counter:03d}.jpg",
+                    "persons": persons,
+                }
+            )
         people[source] = images
     if faults:
         train = people["train"]
         train[0]["persons"].append(
             {"box": (50, 10, 95, 70), "categories": ["Peace"], "vad": (5, 6, 7), "fault": "box_outside_image"}
         )
-        train[1]["persons"].append({"box": (5, 5, 30, 30), "categories": ["Fear"], "vad": (5, 6, math.nan), "fault": "nan_label"})
+        train[1]["persons"].append(
+            {"box": (5, 5, 30, 30), "categories": ["Fear"], "vad": (5, 6, math.nan), "fault": "nan_label"}
+        )
         train.append({"folder": "ade20k/images", "filename": "missing.jpg", "persons": [
             {"box": (1, 1, 20, 20), "categories": ["Fear"], "vad": (5, 6, 7), "fault": "missing_image"}]})  # fmt: skip
     return people
@@ -306,8 +316,8 @@ def write_emotic_csv(root: Path, faults: bool = False) -> dict:
                 for person in image["persons"]:
                     vad = "[" + ", ".join("nan" if math.isnan(v) else repr(v) for v in person["vad"]) + "]"
                     writer.writerow(
-                        [row, image["folder"], image["filename"], str(list(EMOTIC_IMAGE_SIZE)), str(list(person["box"])),
-                         str(person["categories"]), vad, "Female", "Adult"]
+                        [row, image["folder"], image["filename"], str(list(EMOTIC_IMAGE_SIZE)),
+                         str(list(person["box"])), str(person["categories"]), vad, "Female", "Adult"]
                     )  # fmt: skip
                     row += 1
     return expected

@@ -123,7 +123,9 @@ def test_affectnet7_leaves_out_contempt_and_counts_it(tmp_path):
 def test_split_is_seeded(tmp_path):
     root = tmp_path / "affectnet"
     write_affectnet_flat(root, TRAIN, TEST)
-    runs = [prepare_affectnet(root, tmp_path / f"out{i}", val_fraction=0.25, seed=s)[0] for i, s in enumerate((1, 1, 2))]
+    runs = [
+        prepare_affectnet(root, tmp_path / f"out{i}", val_fraction=0.25, seed=s)[0] for i, s in enumerate((1, 1, 2))
+    ]
     ids = [sorted(run["validation"]["source_id"]) for run in runs]
     assert ids[0] == ids[1] != ids[2]
 

@@ -9,7 +9,14 @@ from data_fixtures import EMOTIC_IMAGE_SIZE, write_emotic_csv, write_emotic_mat
 from test_data_affectnet import assert_pixels
 
 from cage.configuration_cage import EMOTIC_LABELS
-from cage.data import detect_emotic_layout, load_stats, pos_weights_from_counts, prepare_emotic, read_report, scale_emotic
+from cage.data import (
+    detect_emotic_layout,
+    load_stats,
+    pos_weights_from_counts,
+    prepare_emotic,
+    read_report,
+    scale_emotic,
+)
 
 
 def check_prepared(out_dir, expected, tolerance=0.0):

@@ -134,8 +134,9 @@ def prepare_affectnet(
         seed: seed of the hold-out split.
         layout: ``"auto"`` or one of [`LAYOUTS`].
         num_proc: processes decoding and cropping images (``None``/1: the current process).
-        crop_format: ``"jpeg"`` (quality 95, default) or ``"png"`` (lossless, ~5x larger and slower) for re-encoded images
-            (2017-release crops; images that were not upright RGB JPEG/PNG). Other images keep their bytes.
+        crop_format: ``"jpeg"`` (quality 95, default) or ``"png"`` (lossless, ~4x larger and slower) for
+            re-encoded images (2017-release crops; images that were not upright RGB JPEG/PNG). Other images
+            keep their original bytes.
         overwrite: replace a non-empty ``out_dir``.
         report_path: also write the problem report here.
         push_to_hub: a Hub dataset repo id to upload the result to (private unless ``private=False``).
@@ -160,9 +161,8 @@ def prepare_affectnet(
     elif layout not in LAYOUTS:
         raise PrepareError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")
     log = ProblemLog()
-    records = {"release2017": _release2017_records, "cropped": _cropped_records, "flat-csv": _flat_records}[
-        layout
-    ](root, log)
+    read_records = {"release2017": _release2017_records, "cropped": _cropped_records, "flat-csv": _flat_records}
+    records = read_records[layout](root, log)
     features = affectnet_features(classes)
     options = {"classes": classes, "crop_format": crop_format}
     builder = Builder(out_dir, num_proc)
@@ -180,29 +180,27 @@ def prepare_affectnet(
                 f"(per-class counts {counts}): every class needs 2 examples and the hold-out one per class"
             )
         held_out = full_train.train_test_split(test_size=val_fraction, stratify_by_column="label", seed=seed)
-        splits = datasets.DatasetDict(
-            {"train": held_out["train"], "validation": held_out["test"], "test": test}
-        )
+        splits = datasets.DatasetDict({"train": held_out["train"], "validation": held_out["test"], "test": test})
         names = features["label"].names
         split_counts = {name: class_counts(dataset, classes) for name, dataset in splits.items()}
         stats = {
             "cage_stats_version": 1,
             "dataset": "affectnet",
             "layout": layout,
-            "source_root": str(root.resolve()),
             "classes": classes,
             "label_names": names,
             "num_examples": {name: len(dataset) for name, dataset in splits.items()},
-            "class_counts": {
-                name: dict(zip(names, values)) for name, values in split_counts.items()
-            },
+            "class_counts": {name: dict(zip(names, values)) for name, values in split_counts.items()},
             "class_weights": class_weights_from_counts(split_counts["train"])
             if min(split_counts["train"]) > 0
             else None,
             "class_weights_formula": "w_c = (1/n_c) / sum_k (1/n_k) over the train split (Wagner et al. 2024)",
             "validation": {"source": "stratified hold-out of the training set", "fraction": val_fraction, "seed": seed},
             "test": {"source": "AffectNet's official validation set"},
-            "image_encoding": {"crops": crop_format, "whole_images": f"original bytes if upright RGB JPEG/PNG, else {crop_format}"},
+            "image_encoding": {
+                "crops": crop_format,
+                "whole_images": f"original bytes if upright RGB JPEG/PNG, else {crop_format}",
+            },
             "files": {"stats": STATS_FILE, "report": REPORT_FILE},
         }
         builder.finish(splits, stats, log, report_path=report_path, push_to_hub=push_to_hub, private=private)
@@ -215,7 +213,10 @@ def prepare_affectnet(
 
 
 def _release2017_lists(root: Path) -> Path | None:
-    for folder in (root / "Manually_Annotated_file_lists", root / "Manually_Annotated" / "Manually_Annotated_file_lists"):
+    for folder in (
+        root / "Manually_Annotated_file_lists",
+        root / "Manually_Annotated" / "Manually_Annotated_file_lists",
+    ):
         if (folder / "training.csv").is_file():
             return folder
     return None
@@ -338,7 +339,10 @@ def _flat_records(root: Path, log: ProblemLog) -> dict[str, list[dict]]:
         if split in by_split:
             raise PrepareError(f"two {split} CSVs found: {by_split[split]} and {path}; keep one")
         by_split[split] = path
-    for split, source in (("train", "a training CSV (name containing 'train')"), ("test", "a validation CSV (name containing 'val')")):
+    for split, source in (
+        ("train", "a training CSV (name containing 'train')"),
+        ("test", "a validation CSV (name containing 'val')"),
+    ):
         if split not in by_split:
             raise PrepareError(f"{root} has no {source} with columns {', '.join(FLAT_COLUMNS)}")
     records: dict[str, list[dict]] = {}
@@ -407,7 +411,13 @@ def check_affectnet_labels(expression, valence, arousal, classes: int) -> tuple[
         detail = f"expression {code} ({NON_EXPRESSIONS[code]}) is not an expression class"
         return None, math.nan, math.nan, LABEL_OUT_OF_RANGE, detail
     if code >= classes:
-        return None, math.nan, math.nan, EXCLUDED_CLASS, f"expression {code} ({AFFECTNET8_LABELS[code]}) is not in AffectNet-7"
+        return (
+            None,
+            math.nan,
+            math.nan,
+            EXCLUDED_CLASS,
+            f"expression {code} ({AFFECTNET8_LABELS[code]}) is not in AffectNet-7",
+        )
     for name, value in values.items():
         if is_nan(value):
             return None, math.nan, math.nan, NAN_LABEL, f"{name} is NaN"
@@ -464,9 +474,7 @@ def _make_example(record: dict, split: str, options: dict, log: ProblemLog) -> d
             detail = f"line {record['line']}: unparsable face box {record['box']}: {error}"
             log.add(Problem(split, annotation_file, BAD_ANNOTATION, detail, source_id=source_id))
             return None
-        crop = crop_box(
-            to_rgb(image), (x, y, x + w, y + h), split=split, path=image_path, source_id=source_id, log=log
-        )
+        crop = crop_box(to_rgb(image), (x, y, x + w, y + h), split=split, path=image_path, source_id=source_id, log=log)
         if crop is None:
             return None
         stored = encode_image(crop, options["crop_format"])

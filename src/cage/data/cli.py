@@ -58,7 +58,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--crop-format",
         default="jpeg",
         choices=["jpeg", "png"],
-        help="encoding of re-encoded (cropped) images: jpeg (quality 95, default) or png (lossless, ~5x larger)",
+        help="encoding of re-encoded (cropped) images: jpeg (quality 95, default) or png (lossless, ~4x larger)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     parser.add_argument("--report", default=None, help="also write the problem report (JSON lines) here")

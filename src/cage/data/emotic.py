@@ -73,7 +73,10 @@ def emotic_features() -> datasets.Features:
     ``dominance_raw`` (float32, EMOTIC's 1..10; averages of annotators in val/test), ``source_id``
     (``<folder>/<filename>#person<k>``, k counting the image's persons from 0 in annotation order).
     """
-    columns = {"image": datasets.Image(), "labels": datasets.Sequence(datasets.Value("float32"), length=len(EMOTIC_LABELS))}
+    columns = {
+        "image": datasets.Image(),
+        "labels": datasets.Sequence(datasets.Value("float32"), length=len(EMOTIC_LABELS)),
+    }
     for name in DIMENSIONS:
         columns[name] = datasets.Value("float32")
     for name in DIMENSIONS:
@@ -138,7 +141,7 @@ def prepare_emotic(
         images: the folder the annotations' ``folder/filename`` are relative to (default: ``root/emotic``
             if it exists, else ``root``; for CSVs also the CSV folder's ``emotic/`` or its parent's).
         num_proc: processes decoding and cropping images.
-        crop_format: ``"jpeg"`` (quality 95, default) or ``"png"`` (lossless, ~5x larger) for the body crops.
+        crop_format: ``"jpeg"`` (quality 95, default) or ``"png"`` (lossless, ~4x larger) for the body crops.
         overwrite, report_path, push_to_hub, private: as for [`prepare_affectnet`].
 
     Returns:
@@ -190,7 +193,6 @@ def prepare_emotic(
             "cage_stats_version": 1,
             "dataset": "emotic",
             "layout": layout,
-            "source_root": str(root.resolve()),
             "label_names": list(EMOTIC_LABELS),
             "num_examples": {name: len(dataset) for name, dataset in splits.items()},
             "category_counts": {name: dict(zip(EMOTIC_LABELS, values)) for name, values in counts.items()},
@@ -268,14 +270,17 @@ def _mat_records(annotation: Path, image_root: Path, log: ProblemLog) -> dict[st
     records: dict[str, list[dict]] = {}
     for source, split in SPLITS.items():
         if source not in mat:
-            raise PrepareError(f"{annotation} has no '{source}' struct array (found {sorted(k for k in mat if not k.startswith('__'))})")
+            present = sorted(key for key in mat if not key.startswith("__"))
+            raise PrepareError(f"{annotation} has no '{source}' struct array (found {present})")
         records[split] = []
         for entry_index, entry in enumerate(_as_list(mat[source])):
             where = f"{source}({entry_index + 1})"
             try:
                 folder, filename = str(entry["folder"]), str(entry["filename"])
                 size = entry.get("image_size")
-                declared = (int(_number(size["n_col"])), int(_number(size["n_row"]))) if isinstance(size, dict) else None
+                declared = (
+                    (int(_number(size["n_col"])), int(_number(size["n_row"]))) if isinstance(size, dict) else None
+                )
                 persons = _as_list(entry["person"])
             except (KeyError, TypeError, ValueError) as error:
                 detail = f"{where}: malformed entry ({type(error).__name__}: {error})"
@@ -297,7 +302,8 @@ def _mat_records(annotation: Path, image_root: Path, log: ProblemLog) -> dict[st
                         continuous = _as_list(person["annotations_continuous"])
                         if len(annotators) != 1 or len(continuous) != 1:
                             raise ValueError(
-                                f"{len(annotators)} category / {len(continuous)} continuous annotators and no combined labels"
+                                f"{len(annotators)} category / {len(continuous)} continuous annotators "
+                                "and no combined labels"
                             )
                         record["categories"] = _names(annotators[0]["categories"])
                         record["continuous"] = _continuous(continuous[0])

@@ -74,7 +74,7 @@ class ProblemLog:
         self._handle = None
 
     @classmethod
-    def for_worker(cls, folder: str | Path) -> "ProblemLog":
+    def for_worker(cls, folder: str | Path) -> ProblemLog:
         """A log writing to a new, uniquely named ``*.jsonl`` file in ``folder`` (one per generator call)."""
         return cls(Path(folder) / f"problems-{uuid.uuid4().hex}.jsonl")
 
@@ -137,4 +137,3 @@ def read_report(path: str | Path) -> list[dict[str, str]]:
     """Read a problem report written by [`ProblemLog.write`] (one dict per problem)."""
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
-
