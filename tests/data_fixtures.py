@@ -121,7 +121,10 @@ def write_affectnet_cropped(root: Path, train, test) -> dict:
         for expression, valence, arousal in rows:
             counter += 1
             identifier = str(counter * 7)
-            path = save_jpeg(small_photo(counter, (32, 32)), root / folder / "images" / f"{identifier}.jpg")
+            image = small_photo(counter, (32, 32))
+            if counter == 5:
+                image = image.convert("L")  # a grayscale JPEG: stored as RGB (PNG, lossless)
+            path = save_jpeg(image, root / folder / "images" / f"{identifier}.jpg")
             values = {"exp": expression, "val": valence, "aro": arousal}
             for suffix, value in values.items():
                 array = np.array(repr(value) if counter % 2 else value)
@@ -218,6 +221,9 @@ def emotic_people(faults: bool = False) -> dict[str, list[dict]]:
         train[0]["persons"].append(
             {"box": (50, 10, 95, 70), "categories": ["Peace"], "vad": (5, 6, 7), "fault": "box_outside_image"}
         )
+        train[2]["persons"].append(
+            {"box": (30, 30, 30, 50), "categories": ["Fear"], "vad": (5, 6, 7), "fault": "empty_box"}
+        )
         train[1]["persons"].append(
             {"box": (5, 5, 30, 30), "categories": ["Fear"], "vad": (5, 6, math.nan), "fault": "nan_label"}
         )
@@ -239,7 +245,7 @@ def _write_emotic_images(root: Path, people) -> dict:
             if image["filename"] != "missing.jpg":
                 save_jpeg(small_photo(index + 40, EMOTIC_IMAGE_SIZE), path)
             for k, person in enumerate(image["persons"]):
-                if person.get("fault") in ("nan_label", "missing_image"):
+                if person.get("fault") in ("nan_label", "missing_image", "empty_box"):
                     continue
                 x1, y1, x2, y2 = person["box"]
                 width, height = EMOTIC_IMAGE_SIZE

@@ -96,8 +96,17 @@ def test_cropped_release_with_string_npy_values(tmp_path):
     assert detect_affectnet_layout(root) == "cropped"
     _, stats, problems = prepare_affectnet(root, tmp_path / "out", val_fraction=0.25)
     assert problems.problems == []
-    check_prepared(tmp_path / "out", expected)
+    loaded = check_prepared(tmp_path / "out", expected)
     assert stats["layout"] == "cropped"
+    formats = {row["source_id"]: row["image"].format for split in loaded.values() for row in split}
+    assert formats.pop("train_set/35") == "PNG"  # the grayscale JPEG, made RGB losslessly
+    assert set(formats.values()) == {"JPEG"}
+    raw = loaded["test"].cast_column("image", datasets.Image(decode=False))
+    for row in raw:  # the others keep their original bytes
+        assert (
+            row["image"]["bytes"]
+            == (root / "val_set" / "images" / f"{row['source_id'].split('/')[1]}.jpg").read_bytes()
+        )
 
 
 def test_flat_csv_layout_with_two_processes(tmp_path):
@@ -182,10 +191,16 @@ def test_layout_errors_are_clear(tmp_path):
     (root / "x" / "train_set_annotation_without_lnd.csv").rename(root / "train_set_annotation_without_lnd.csv")
     with pytest.raises(PrepareError, match="several AffectNet layouts"):
         detect_affectnet_layout(root)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "file").write_text("x")
     with pytest.raises(PrepareError, match="not empty"):
-        (tmp_path / "busy").mkdir()
-        (tmp_path / "busy" / "file").write_text("x")
         prepare_affectnet(root, tmp_path / "busy", layout="cropped")
+    with pytest.raises(PrepareError, match="not written by cage prepare"):
+        prepare_affectnet(root, tmp_path / "busy", layout="cropped", overwrite=True)
+    for out in (root, tmp_path):  # never write over (or, with overwrite, delete) the source
+        with pytest.raises(PrepareError, match="would contain the source"):
+            prepare_affectnet(root, out, layout="cropped", overwrite=True)
+    assert (tmp_path / "busy" / "file").is_file() and (root / "train_set").is_dir()
 
 
 def test_a_split_whose_every_image_is_broken_fails_clearly(tmp_path):

@@ -86,13 +86,14 @@ def test_planted_faults_are_reported(tmp_path, writer):
         (str(root / "emotic/framesdb/images/img_001.jpg"), "box_outside_image", "clamped"),
         (annotation, "nan_label", "dropped"),
         (str(root / "emotic/ade20k/images/missing.jpg"), "missing_image", "dropped"),
+        (str(root / "emotic/framesdb/images/img_003.jpg"), "empty_box", "dropped"),
     }
     nan = next(r for r in report if r["kind"] == "nan_label")
     assert "dominance is NaN" in nan["detail"]
     clamped = next(r for r in report if r["kind"] == "box_outside_image")
     assert f"{EMOTIC_IMAGE_SIZE[0]}x{EMOTIC_IMAGE_SIZE[1]}" in clamped["detail"]
     assert "(50, 10, 80, 60)" in clamped["detail"]
-    assert stats["problems"]["dropped_examples"] == 2
+    assert stats["problems"]["dropped_examples"] == 3
 
 
 def test_scaling_and_pos_weights():

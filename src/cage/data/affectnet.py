@@ -135,8 +135,8 @@ def prepare_affectnet(
         layout: ``"auto"`` or one of [`LAYOUTS`].
         num_proc: processes decoding and cropping images (``None``/1: the current process).
         crop_format: ``"jpeg"`` (quality 95, default) or ``"png"`` (lossless, ~4x larger and slower) for
-            re-encoded images (2017-release crops; images that were not upright RGB JPEG/PNG). Other images
-            keep their original bytes.
+            the 2017 release's face crops. Whole images keep their original bytes when they are upright RGB
+            JPEG/PNG and are stored as PNG otherwise.
         overwrite: replace a non-empty ``out_dir``.
         report_path: also write the problem report here.
         push_to_hub: a Hub dataset repo id to upload the result to (private unless ``private=False``).
@@ -155,7 +155,7 @@ def prepare_affectnet(
     if crop_format not in CROP_FORMATS:
         raise PrepareError(f"crop_format must be one of {CROP_FORMATS}, got {crop_format!r}")
     root = Path(root)
-    out_dir = check_output_dir(out_dir, overwrite)
+    out_dir = check_output_dir(out_dir, overwrite, root)
     if layout == "auto":
         layout = detect_affectnet_layout(root)
     elif layout not in LAYOUTS:
@@ -199,7 +199,7 @@ def prepare_affectnet(
             "test": {"source": "AffectNet's official validation set"},
             "image_encoding": {
                 "crops": crop_format,
-                "whole_images": f"original bytes if upright RGB JPEG/PNG, else {crop_format}",
+                "whole_images": "original bytes if upright RGB JPEG/PNG, else PNG",
             },
             "files": {"stats": STATS_FILE, "report": REPORT_FILE},
         }
@@ -479,5 +479,5 @@ def _make_example(record: dict, split: str, options: dict, log: ProblemLog) -> d
             return None
         stored = encode_image(crop, options["crop_format"])
     else:
-        stored = stored_image(data, image, options["crop_format"])
+        stored = stored_image(data, image)
     return {"image": stored, "label": label, "valence": valence, "arousal": arousal, "source_id": source_id}

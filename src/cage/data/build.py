@@ -47,12 +47,25 @@ class PrepareError(ValueError):
     """The dataset root cannot be prepared at all (unknown layout, missing annotation files, bad options)."""
 
 
-def check_output_dir(out_dir: str | Path, overwrite: bool) -> Path:
-    """Return ``out_dir`` as a path; raise ``PrepareError`` if it holds files and ``overwrite`` is off."""
+def check_output_dir(out_dir: str | Path, overwrite: bool, root: str | Path) -> Path:
+    """Check that ``out_dir`` may be written, and return it as a path.
+
+    Raises:
+        PrepareError: if ``out_dir`` is the source ``root`` or a folder above it; if it holds files and
+            ``overwrite`` is off; or if it holds files that are not an earlier ``cage prepare`` output (so that
+            ``overwrite`` never deletes anything else).
+    """
     out_dir = Path(out_dir)
+    resolved, source = out_dir.resolve(), Path(root).resolve()
+    if resolved == source or resolved in source.parents:
+        raise PrepareError(f"output folder {out_dir} would contain the source {root}; write somewhere else")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         if not overwrite:
             raise PrepareError(f"output folder {out_dir} exists and is not empty (pass overwrite to replace it)")
+        if not (out_dir / STATS_FILE).is_file():
+            raise PrepareError(
+                f"output folder {out_dir} is not empty and was not written by cage prepare; not replacing it"
+            )
     return out_dir
 
 
@@ -81,17 +94,17 @@ def read_image(path: str, split: str, source_id: str, log: ProblemLog) -> tuple[
     return data, image
 
 
-def stored_image(data: bytes, image: Image.Image, fmt: str = "jpeg") -> dict:
+def stored_image(data: bytes, image: Image.Image) -> dict:
     """The ``datasets.Image`` value for a whole (uncropped) image file.
 
     The original bytes are kept when the file is already an upright RGB JPEG or PNG (no re-encoding, no
     loss); anything else (grayscale, CMYK, alpha, an EXIF rotation, other formats) is made upright RGB with
-    [`to_rgb`] and encoded as ``fmt`` (``"png"`` or ``"jpeg"``).
+    [`to_rgb`] and stored as lossless PNG (such images are rare; no second lossy encoding).
     """
     upright = image.getexif().get(_EXIF_ORIENTATION, 1) == 1
     if image.format in ("JPEG", "PNG") and image.mode == "RGB" and upright:
         return {"bytes": data, "path": None}
-    return encode_image(to_rgb(image), fmt)
+    return encode_image(to_rgb(image), "png")
 
 
 def encode_image(image: Image.Image, fmt: str) -> dict:

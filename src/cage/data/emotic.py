@@ -154,7 +154,7 @@ def prepare_emotic(
     if crop_format not in CROP_FORMATS:
         raise PrepareError(f"crop_format must be one of {CROP_FORMATS}, got {crop_format!r}")
     root = Path(root)
-    out_dir = check_output_dir(out_dir, overwrite)
+    out_dir = check_output_dir(out_dir, overwrite, root)
     if layout == "auto":
         layout = detect_emotic_layout(root)
     elif layout not in LAYOUTS:
