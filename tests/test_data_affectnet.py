@@ -211,3 +211,27 @@ def test_a_split_whose_every_image_is_broken_fails_clearly(tmp_path):
     with pytest.raises(PrepareError, match="cannot hold out"):
         prepare_affectnet(root, tmp_path / "out", val_fraction=0.25)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("raw", "classes", "want"),
+    [
+        (("3", "0.25", "-0.5"), 8, (3, 0.25, -0.5, "")),
+        ((np.array("7"), np.array("1"), np.array("-1.0")), 8, (7, 1.0, -1.0, "")),
+        ((7, 0.1, 0.1), 7, (None, "excluded_class")),
+        ((10, -2, -2), 8, (None, "label_out_of_range")),
+        ((3.5, 0.1, 0.1), 8, (None, "label_out_of_range")),
+        (("inf", 0.1, 0.1), 8, (None, "label_out_of_range")),
+        ((1, 1.5, 0.1), 8, (None, "label_out_of_range")),
+        ((1, 0.1, "nan"), 8, (None, "nan_label")),
+        (("happy", 0.1, 0.1), 8, (None, "bad_annotation")),
+    ],
+)
+def test_check_affectnet_labels(raw, classes, want):
+    from cage.data import check_affectnet_labels
+
+    label, valence, arousal, kind, _ = check_affectnet_labels(*raw, classes)
+    if want[0] is None:
+        assert (label, kind) == want
+    else:
+        assert (label, valence, arousal, kind) == want

@@ -404,7 +404,7 @@ def check_affectnet_labels(expression, valence, arousal, classes: int) -> tuple[
         return None, math.nan, math.nan, BAD_ANNOTATION, f"unparsable label: {error}"
     if is_nan(code):
         return None, math.nan, math.nan, NAN_LABEL, "expression is NaN"
-    if code != int(code) or not 0 <= code <= 10:
+    if not math.isfinite(code) or code != int(code) or not 0 <= code <= 10:
         return None, math.nan, math.nan, LABEL_OUT_OF_RANGE, f"expression {expression!r} is not a code 0..10"
     code = int(code)
     if code in NON_EXPRESSIONS:

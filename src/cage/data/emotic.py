@@ -260,6 +260,18 @@ def _continuous(struct) -> list[float]:
     return [_number(struct.get(name)) for name in DIMENSIONS]
 
 
+def _declared_size(size) -> tuple[int, int] | None:
+    """``(width, height)`` from an ``image_size`` struct (``n_col`` = width, ``n_row`` = height), if usable.
+
+    Only used to report a mismatch with the decoded image, whose own size is what crops are clamped to.
+    """
+    try:
+        width, height = _number(size["n_col"]), _number(size["n_row"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (int(width), int(height)) if math.isfinite(width) and math.isfinite(height) else None
+
+
 def _mat_records(annotation: Path, image_root: Path, log: ProblemLog) -> dict[str, list[dict]]:
     from scipy.io import loadmat
 
@@ -277,10 +289,7 @@ def _mat_records(annotation: Path, image_root: Path, log: ProblemLog) -> dict[st
             where = f"{source}({entry_index + 1})"
             try:
                 folder, filename = str(entry["folder"]), str(entry["filename"])
-                size = entry.get("image_size")
-                declared = (
-                    (int(_number(size["n_col"])), int(_number(size["n_row"]))) if isinstance(size, dict) else None
-                )
+                declared = _declared_size(entry.get("image_size"))
                 persons = _as_list(entry["person"])
             except (KeyError, TypeError, ValueError) as error:
                 detail = f"{where}: malformed entry ({type(error).__name__}: {error})"
