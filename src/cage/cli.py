@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from .data.cli import add_prepare_parser
 from .hub import cli as hub_cli
 
 EXIT_OK = 0
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_init_model(subparsers)
     _add_predict(subparsers)
+    add_prepare_parser(subparsers)
     hub_cli.add_push_command(subparsers)
     hub_cli.add_convert_authors_checkpoint_command(subparsers)
     return parser
