@@ -2,6 +2,8 @@
 
     cage init-model DIR [--backbone NAME] [--image-size N] [--labels affectnet8|affectnet7|emotic]
     cage predict IMAGE... --model DIR_OR_REPO [--format json|jsonl|csv] [--detector dlib|none]
+    cage train --data DIR --output-dir OUT [...]          (cage.training)
+    cage evaluate --model M --data DIR [--split test]     (cage.evaluation)
 """
 
 from __future__ import annotations
@@ -106,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_init_model(subparsers)
     _add_predict(subparsers)
+    from .evaluation.cli import add_evaluate_parser
+    from .training.cli import add_train_parser
+
+    add_train_parser(subparsers)
+    add_evaluate_parser(subparsers)
     return parser
 
 
