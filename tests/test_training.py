@@ -171,7 +171,11 @@ def test_learns_a_synthetic_task(tmp_path, in_process):
 
 def test_emotic_and_init_from_and_refusing_random_weights(tmp_path, two_process_model, affectnet_data, in_process):
     data = write_emotic_fixture(tmp_path / "emotic")
-    recipe = _train(data=str(data), output_dir=str(tmp_path / "emotic_model"), backbone=SMALL_BACKBONE, image_size=32, max_steps=2)
+    recipe = _train(
+        data=str(data), output_dir=str(tmp_path / "emotic_model"), backbone=SMALL_BACKBONE, image_size=32, max_steps=2,
+        report_to="tensorboard",
+    )
+    assert list((tmp_path / "emotic_model" / "runs").rglob("events.out.tfevents.*"))  # Accelerate's TensorBoard tracker
     test = recipe["metrics"]["test"]
     assert set(test["multilabel"]) == {"mean_average_precision", "top3_accuracy"} and "dominance" in test
     config = json.loads((tmp_path / "emotic_model" / "config.json").read_text())
