@@ -52,7 +52,9 @@ def cage_step(model, optimizer, images, labels, targets):
 
 def authors_step(model, optimizer, images, labels, targets, weights):
     outputs = model(images)
-    loss = F.cross_entropy(outputs[:, :NUM_LABELS], labels, weight=weights) + ALPHA * F.mse_loss(outputs[:, NUM_LABELS:], targets)
+    loss = F.cross_entropy(outputs[:, :NUM_LABELS], labels, weight=weights) + ALPHA * F.mse_loss(
+        outputs[:, NUM_LABELS:], targets
+    )
     loss.backward()
     optimizer.step()
     optimizer.zero_grad()
@@ -79,7 +81,11 @@ def main() -> None:
                 model = model.to(memory_format=torch.channels_last)
             model.train()
             optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
-            step = cage_step if implementation.startswith("cage") else (lambda m, o, x, y, t: authors_step(m, o, x, y, t, weights))
+            step = (
+                cage_step
+                if implementation.startswith("cage")
+                else (lambda m, o, x, y, t: authors_step(m, o, x, y, t, weights))
+            )
             configurations.append((implementation, mode, model, optimizer, step))
 
     images = torch.randn(args.batch_size, 3, args.image_size, args.image_size)

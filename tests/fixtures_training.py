@@ -50,7 +50,9 @@ def random_affectnet_split(count: int, seed: int, size: int = 40, corrupt: tuple
     return datasets.Dataset.from_dict(rows, features=_affectnet_features())
 
 
-def write_affectnet_fixture(path: Path, train: int = 20, validation: int = 9, test: int = 7, corrupt_train=(3,)) -> Path:
+def write_affectnet_fixture(
+    path: Path, train: int = 20, validation: int = 9, test: int = 7, corrupt_train=(3,)
+) -> Path:
     import datasets
 
     datasets.DatasetDict(
@@ -93,14 +95,18 @@ def write_synthetic_fixture(path: Path, train: int = 512, validation: int = 96, 
         rows = {"image": [], "label": [], "valence": [], "arousal": [], "source_id": []}
         for i in range(count):
             label, valence, arousal = i % PATTERNS, float(rng.uniform(-1, 1)), float(rng.uniform(-1, 1))
-            rows["image"].append({"bytes": png_bytes(synthetic_image(label, valence, arousal, size, rng)), "path": None})
+            rows["image"].append(
+                {"bytes": png_bytes(synthetic_image(label, valence, arousal, size, rng)), "path": None}
+            )
             rows["label"].append(label)
             rows["valence"].append(valence)
             rows["arousal"].append(arousal)
             rows["source_id"].append(f"syn{seed}-{i}")
         return datasets.Dataset.from_dict(rows, features=_affectnet_features())
 
-    datasets.DatasetDict({"train": split(train, 0), "validation": split(validation, 1), "test": split(test, 2)}).save_to_disk(str(path))
+    datasets.DatasetDict(
+        {"train": split(train, 0), "validation": split(validation, 1), "test": split(test, 2)}
+    ).save_to_disk(str(path))
     return path
 
 
@@ -136,5 +142,7 @@ def write_emotic_fixture(path: Path, train: int = 12, validation: int = 6, test:
             rows["source_id"].append(f"e{seed}-{i}")
         return datasets.Dataset.from_dict(rows, features=features)
 
-    datasets.DatasetDict({"train": split(train, 0), "validation": split(validation, 1), "test": split(test, 2)}).save_to_disk(str(path))
+    datasets.DatasetDict(
+        {"train": split(train, 0), "validation": split(validation, 1), "test": split(test, 2)}
+    ).save_to_disk(str(path))
     return path

@@ -133,23 +133,47 @@ def test_compute_metrics_layout():
     n = 12
     common = dict(split="test", regression=rng.uniform(-1, 1, (n, 2)), regression_labels=rng.uniform(-1, 1, (n, 2)))
     out = M.compute_metrics(
-        logits=rng.normal(size=(n, 8)), labels=rng.integers(0, 8, n), id2label=dict(enumerate("abcdefgh")),
-        regression_targets=["valence", "arousal"], multi_label=False, **common,
+        logits=rng.normal(size=(n, 8)),
+        labels=rng.integers(0, 8, n),
+        id2label=dict(enumerate("abcdefgh")),
+        regression_targets=["valence", "arousal"],
+        multi_label=False,
+        **common,
     )
     assert set(out) == {"split", "num_examples", "expression", "valence", "arousal", "pooled_valence_arousal"}
     assert set(out["expression"]) == {
-        "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall",
-        "weighted_f1", "labels", "confusion_matrix",
+        "accuracy",
+        "macro_precision",
+        "macro_recall",
+        "macro_f1",
+        "weighted_precision",
+        "weighted_recall",
+        "weighted_f1",
+        "labels",
+        "confusion_matrix",
     }
     assert set(out["valence"]) == {"rmse", "mae", "pcc", "ccc", "sagr"}
     assert set(out["pooled_valence_arousal"]) == {"rmse", "mse", "mae", "ccc"}
     assert out["num_examples"] == n
     out = M.compute_metrics(
-        split="test", logits=rng.normal(size=(n, 26)), labels=rng.integers(0, 2, (n, 26)),
-        regression=rng.uniform(-1, 1, (n, 3)), regression_labels=rng.uniform(-1, 1, (n, 3)),
-        id2label=dict(enumerate(map(str, range(26)))), regression_targets=["valence", "arousal", "dominance"], multi_label=True,
+        split="test",
+        logits=rng.normal(size=(n, 26)),
+        labels=rng.integers(0, 2, (n, 26)),
+        regression=rng.uniform(-1, 1, (n, 3)),
+        regression_labels=rng.uniform(-1, 1, (n, 3)),
+        id2label=dict(enumerate(map(str, range(26)))),
+        regression_targets=["valence", "arousal", "dominance"],
+        multi_label=True,
     )
-    assert set(out) == {"split", "num_examples", "multilabel", "valence", "arousal", "dominance", "pooled_valence_arousal"}
+    assert set(out) == {
+        "split",
+        "num_examples",
+        "multilabel",
+        "valence",
+        "arousal",
+        "dominance",
+        "pooled_valence_arousal",
+    }
     assert M.to_json_ready({"a": [math.nan, 1.0]}) == {"a": [None, 1.0]}
 
 

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO_ROOT, TINY_BACKBONE, TINY_SIZE
 from fixtures_training import write_affectnet_fixture, write_emotic_fixture, write_synthetic_fixture
 from safetensors.torch import load_file
-
-from conftest import REPO_ROOT, TINY_BACKBONE, TINY_SIZE
 
 SMALL_BACKBONE = "test_byobnet"  # timm's tiny test network: fast enough for hundreds of CPU steps
 
@@ -82,15 +81,18 @@ def two_process_model(affectnet_data, tmp_path_factory) -> tuple[Path, subproces
         "--backbone", TINY_BACKBONE, "--image-size", str(TINY_SIZE), "--batch-size", "3", "--eval-batch-size", "2",
         "--max-steps", "4", "--random-init", "--num-workers", "0",
     ]  # fmt: skip
-    result = subprocess.run(command, env=_env() | {"ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        command, env=_env() | {"ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return output, result
 
 
 def test_two_processes_train_and_save_a_model_that_loads(two_process_model, affectnet_data, tmp_path):
-    import cage  # noqa: F401
     from PIL import Image
     from transformers import AutoModel
+
+    import cage  # noqa: F401
 
     output, result = two_process_model
     assert "2 process(es)" in result.stdout
@@ -114,14 +116,19 @@ def test_two_processes_train_and_save_a_model_that_loads(two_process_model, affe
     Image.new("RGB", (50, 60), (120, 90, 80)).save(image_path)
     predicted = subprocess.run(
         [sys.executable, "-m", "cage", "predict", str(image_path), "--model", str(output), "--detector", "none"],
-        env=_env(), capture_output=True, text=True, timeout=300,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert predicted.returncode == 0, predicted.stderr
     faces = json.loads(predicted.stdout)[0]["faces"]
     assert len(faces) == 1 and faces[0]["expression"] in config["id2label"].values()
 
 
-def test_cage_evaluate_single_process_equals_the_two_process_evaluation(two_process_model, affectnet_data, tmp_path, in_process):
+def test_cage_evaluate_single_process_equals_the_two_process_evaluation(
+    two_process_model, affectnet_data, tmp_path, in_process
+):
     from cage.cli import main
 
     output, _ = two_process_model
@@ -137,15 +144,30 @@ def test_cage_evaluate_single_process_equals_the_two_process_evaluation(two_proc
         for key, value in two[group].items():
             if isinstance(value, float):
                 assert single[group][key] == pytest.approx(value, abs=1e-5), (group, key)
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["circumplex.png", "confusion_matrix.png", "error_cdf.png"]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "circumplex.png",
+        "confusion_matrix.png",
+        "error_cdf.png",
+    ]
 
 
 def test_resume_is_bit_for_bit(affectnet_data, tmp_path, in_process):
     # 5 batches per epoch: the checkpoint at step 3 is mid-epoch, the run crosses an epoch end (validation,
     # save_state) after resuming. The paper's augmentations are on; warm-up + cosine make the LR step-dependent.
-    common = dict(data=str(affectnet_data), max_steps=6, checkpointing_steps=3, warmup_steps=2, learning_rate=1e-3, evaluate_test=False)
+    common = dict(
+        data=str(affectnet_data),
+        max_steps=6,
+        checkpointing_steps=3,
+        warmup_steps=2,
+        learning_rate=1e-3,
+        evaluate_test=False,
+    )
     _train(output_dir=str(tmp_path / "one_go"), **common)
-    _train(output_dir=str(tmp_path / "resumed"), resume_from_checkpoint=str(tmp_path / "one_go" / "checkpoints" / "step_3"), **common)
+    _train(
+        output_dir=str(tmp_path / "resumed"),
+        resume_from_checkpoint=str(tmp_path / "one_go" / "checkpoints" / "step_3"),
+        **common,
+    )
     one_go = load_file(str(tmp_path / "one_go" / "checkpoints" / "step_6" / "model.safetensors"))
     resumed = load_file(str(tmp_path / "resumed" / "checkpoints" / "step_6" / "model.safetensors"))
     start = load_file(str(tmp_path / "one_go" / "checkpoints" / "step_3" / "model.safetensors"))
@@ -161,8 +183,16 @@ def test_learns_a_synthetic_task(tmp_path, in_process):
     # Brightness sets valence, a red-blue tint arousal, the stripe/check pattern one of 8 classes.
     data = write_synthetic_fixture(tmp_path / "synthetic", train=512, validation=96, test=96, size=32)
     recipe = _train(
-        data=str(data), output_dir=str(tmp_path / "model"), backbone=SMALL_BACKBONE, image_size=32, batch_size=16,
-        max_steps=250, learning_rate=2e-3, warmup_steps=20, augmentation="none", seed=0,
+        data=str(data),
+        output_dir=str(tmp_path / "model"),
+        backbone=SMALL_BACKBONE,
+        image_size=32,
+        batch_size=16,
+        max_steps=250,
+        learning_rate=2e-3,
+        warmup_steps=20,
+        augmentation="none",
+        seed=0,
     )
     test = recipe["metrics"]["test"]
     assert test["valence"]["ccc"] > 0.8 and test["arousal"]["ccc"] > 0.8
@@ -172,7 +202,11 @@ def test_learns_a_synthetic_task(tmp_path, in_process):
 def test_emotic_and_init_from_and_refusing_random_weights(tmp_path, two_process_model, affectnet_data, in_process):
     data = write_emotic_fixture(tmp_path / "emotic")
     recipe = _train(
-        data=str(data), output_dir=str(tmp_path / "emotic_model"), backbone=SMALL_BACKBONE, image_size=32, max_steps=2,
+        data=str(data),
+        output_dir=str(tmp_path / "emotic_model"),
+        backbone=SMALL_BACKBONE,
+        image_size=32,
+        max_steps=2,
         report_to="tensorboard",
     )
     assert list((tmp_path / "emotic_model" / "runs").rglob("events.out.tfevents.*"))  # Accelerate's TensorBoard tracker
@@ -184,8 +218,13 @@ def test_emotic_and_init_from_and_refusing_random_weights(tmp_path, two_process_
     # The paper's valence-arousal stage: from the combined model, class-balanced sampling.
     output, _ = two_process_model
     recipe = _train(
-        data=str(affectnet_data), output_dir=str(tmp_path / "va"), init_from=str(output), objective="valence_arousal",
-        balanced=True, max_steps=2, random_init=False,
+        data=str(affectnet_data),
+        output_dir=str(tmp_path / "va"),
+        init_from=str(output),
+        objective="valence_arousal",
+        balanced=True,
+        max_steps=2,
+        random_init=False,
     )
     assert recipe["selection_metric"] == "mean_ccc"
     assert json.loads((tmp_path / "va" / "config.json").read_text())["objective"] == "valence_arousal"

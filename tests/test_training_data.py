@@ -42,8 +42,16 @@ def test_eval_transform_equals_the_saved_image_processor(processor):
 def test_train_transform_is_the_papers_pipeline_in_order(processor):
     steps = train_transform(processor).transforms
     assert [type(t) for t in steps] == [
-        v2.Resize, v2.RandomHorizontalFlip, v2.RandomGrayscale, v2.RandomRotation, v2.ColorJitter,
-        v2.RandomPerspective, v2.ToImage, v2.ToDtype, v2.Normalize, v2.RandomErasing,
+        v2.Resize,
+        v2.RandomHorizontalFlip,
+        v2.RandomGrayscale,
+        v2.RandomRotation,
+        v2.ColorJitter,
+        v2.RandomPerspective,
+        v2.ToImage,
+        v2.ToDtype,
+        v2.Normalize,
+        v2.RandomErasing,
     ]
     assert steps[1].p == 0.5 and steps[2].p == 0.01 and list(steps[3].degrees) == [-10.0, 10.0]
     assert steps[4].brightness == (0.8, 1.2) and steps[4].hue == (-0.1, 0.1)

@@ -37,8 +37,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     try:
         metrics = evaluate_model(
-            args.model, args.data, split=args.split, batch_size=args.batch_size, num_workers=args.num_workers,
-            output=args.output, plots=args.plots, mixed_precision=args.mixed_precision,
+            args.model,
+            args.data,
+            split=args.split,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            output=args.output,
+            plots=args.plots,
+            mixed_precision=args.mixed_precision,
         )
     except (ModelLoadError, ValueError, FileNotFoundError) as error:
         print(f"cage evaluate: {error}", file=sys.stderr)

@@ -144,7 +144,12 @@ def pooled_metrics(prediction: np.ndarray, target: np.ndarray) -> dict[str, floa
     x = np.asarray(prediction, dtype=np.float64).reshape(-1)
     y = np.asarray(target, dtype=np.float64).reshape(-1)
     rmse = root_mean_squared_error(x, y)
-    return {"rmse": rmse, "mse": rmse**2, "mae": mean_absolute_error(x, y), "ccc": concordance_correlation_coefficient(x, y)}
+    return {
+        "rmse": rmse,
+        "mse": rmse**2,
+        "mae": mean_absolute_error(x, y),
+        "ccc": concordance_correlation_coefficient(x, y),
+    }
 
 
 def classification_metrics(predicted: Any, target: Any, labels: Sequence[str]) -> dict[str, Any]:

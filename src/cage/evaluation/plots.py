@@ -37,7 +37,15 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: Path) -> 
     ax.set_ylabel("true")
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center", color="white" if share[i, j] > 0.5 else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                f"{int(matrix[i, j])}",
+                ha="center",
+                va="center",
+                color="white" if share[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -94,12 +102,22 @@ def plot_all(predictions: dict[str, np.ndarray], config: Any, output_dir: str | 
     targets = list(config.regression_targets)
     if not config.multi_label:
         labels = [config.id2label[i] for i in range(config.num_labels)]
-        matrix = confusion_matrix(predictions["labels"], predictions["logits"].argmax(axis=1), labels=range(len(labels)))
+        matrix = confusion_matrix(
+            predictions["labels"], predictions["logits"].argmax(axis=1), labels=range(len(labels))
+        )
         written.append(plot_confusion_matrix(matrix, labels, output_dir / "confusion_matrix.png"))
     if "valence" in targets and "arousal" in targets:
         columns = [targets.index("valence"), targets.index("arousal")]
         written.append(
-            plot_circumplex(predictions["regression"][:, columns], predictions["regression_labels"][:, columns], output_dir / "circumplex.png")
+            plot_circumplex(
+                predictions["regression"][:, columns],
+                predictions["regression_labels"][:, columns],
+                output_dir / "circumplex.png",
+            )
         )
-    written.append(plot_error_cdf(predictions["regression"], predictions["regression_labels"], targets, output_dir / "error_cdf.png"))
+    written.append(
+        plot_error_cdf(
+            predictions["regression"], predictions["regression_labels"], targets, output_dir / "error_cdf.png"
+        )
+    )
     return written

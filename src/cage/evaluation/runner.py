@@ -39,7 +39,9 @@ def predict_split(accelerator, model, loader, channels_last: bool = False) -> di
     config = accelerator.unwrap_model(model).config
     num_labels, num_targets = config.num_labels, len(config.regression_targets)
     model.eval()
-    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("logits", "regression", "labels", "regression_labels", "valid")}
+    parts: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("logits", "regression", "labels", "regression_labels", "valid")
+    }
     with torch.no_grad():
         for batch in loader:
             valid = batch["valid"]
@@ -84,7 +86,10 @@ def validation_loss(config, predictions: dict[str, np.ndarray]) -> float:
         if config.objective == "combined":
             loss += config.alpha * mse
         else:
-            cccs = [concordance_correlation_coefficient(regression[:, i].numpy(), targets[:, i].numpy()) for i in range(targets.shape[1])]
+            cccs = [
+                concordance_correlation_coefficient(regression[:, i].numpy(), targets[:, i].numpy())
+                for i in range(targets.shape[1])
+            ]
             loss += float(np.mean([1.0 - c for c in cccs])) + config.beta * mse
     return loss
 
@@ -133,7 +138,7 @@ def evaluate_model(
     from accelerate import Accelerator
 
     from ..inference import load_model_and_processor
-    from ..training.data import label_set_of, load_prepared_dataset, make_loader, with_cage_transform
+    from ..training.data import load_prepared_dataset, make_loader, with_cage_transform
     from ..training.transforms import eval_transform
 
     accelerator = Accelerator(mixed_precision=mixed_precision)
@@ -161,8 +166,8 @@ def evaluate_model(
 
 def check_labels_match(config, split, data_name: str) -> None:
     """Raise ``ValueError`` unless the split's label names equal the model's ``id2label`` (same order)."""
-    from ..training.data import label_set_of
     from ..presets import LABEL_SETS
+    from ..training.data import label_set_of
 
     names = tuple(config.id2label[i] for i in range(config.num_labels))
     if LABEL_SETS[label_set_of(split)] != names:

@@ -70,10 +70,18 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     add("--data", required=True, help="prepared dataset folder (`cage prepare`) or Hub dataset id")
     add("--output-dir", required=True, help="where the model folder, metrics and checkpoints go")
     add("--objective", default="combined", choices=["discrete", "combined", "valence_arousal"])
-    add("--init-from", default=None, help="start from this CAGE model folder/repo (the paper's valence-arousal stage starts from the combined model)")
+    add(
+        "--init-from",
+        default=None,
+        help="start from this CAGE model folder/repo (the paper's valence-arousal stage starts from the combined model)",
+    )
     add("--backbone", default="maxvit_tiny_tf_224", help="timm trunk (default: %(default)s, the paper's MaxViT-T)")
     add("--backbone-weights", default=None, help="local timm ImageNet checkpoint (.safetensors) for the trunk")
-    add("--random-init", action="store_true", help="allow training from a RANDOM trunk when neither --backbone-weights nor --init-from is given")
+    add(
+        "--random-init",
+        action="store_true",
+        help="allow training from a RANDOM trunk when neither --backbone-weights nor --init-from is given",
+    )
     add("--image-size", type=int, default=224)
     add("--epochs", type=int, default=20)
     add("--max-steps", type=int, default=None, help="optimizer steps; overrides --epochs")
@@ -83,7 +91,12 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     add("--learning-rate", type=float, default=5e-5)
     add("--weight-decay", type=float, default=0.01)
     add("--warmup-steps", type=int, default=0)
-    add("--max-grad-norm", type=float, default=None, help="clip gradients to this norm (default: no clipping, as the paper)")
+    add(
+        "--max-grad-norm",
+        type=float,
+        default=None,
+        help="clip gradients to this norm (default: no clipping, as the paper)",
+    )
     add("--mixed-precision", default="no", choices=["no", "bf16", "fp16"], help="the paper used fp16 on GPU")
     add("--gradient-checkpointing", action="store_true")
     add("--channels-last", action="store_true")
@@ -91,12 +104,34 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     add("--balanced", action="store_true", help="class-balanced sampling (the paper's valence-arousal stage)")
     add("--augmentation", default="paper", choices=["paper", "none"])
     add("--num-workers", type=int, default=4)
-    add("--early-stopping-patience", type=int, default=None, help="stop after this many evaluations without improvement")
-    add("--selection-metric", default=None, choices=sorted(SELECTION_METRICS), help="validation metric picking the best epoch (default: macro_f1 for discrete, mean_ccc otherwise; mean_average_precision for EMOTIC discrete)")
-    add("--checkpointing-steps", type=int, default=None, help="also save_state every N optimizer steps (always at each epoch end)")
-    add("--resume-from-checkpoint", default=None, help="a checkpoint folder written by this script (OUTPUT_DIR/checkpoints/...)")
+    add(
+        "--early-stopping-patience", type=int, default=None, help="stop after this many evaluations without improvement"
+    )
+    add(
+        "--selection-metric",
+        default=None,
+        choices=sorted(SELECTION_METRICS),
+        help="validation metric picking the best epoch (default: macro_f1 for discrete, mean_ccc otherwise; "
+        "mean_average_precision for EMOTIC discrete)",
+    )
+    add(
+        "--checkpointing-steps",
+        type=int,
+        default=None,
+        help="also save_state every N optimizer steps (always at each epoch end)",
+    )
+    add(
+        "--resume-from-checkpoint",
+        default=None,
+        help="a checkpoint folder written by this script (OUTPUT_DIR/checkpoints/...)",
+    )
     add("--report-to", default="none", choices=["none", "tensorboard", "all"], help="Accelerate trackers")
-    add("--no-evaluate-test", dest="evaluate_test", action="store_false", help="skip the final evaluation of the best model on `test`")
+    add(
+        "--no-evaluate-test",
+        dest="evaluate_test",
+        action="store_false",
+        help="skip the final evaluation of the best model on `test`",
+    )
 
 
 def parse_training_arguments(argv: Sequence[str] | None = None) -> TrainingArguments:

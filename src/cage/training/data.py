@@ -39,11 +39,15 @@ def load_prepared_dataset(data: str | Path) -> datasets.DatasetDict:
     else:
         dataset = datasets.load_dataset(str(data))
     if not isinstance(dataset, datasets.DatasetDict):
-        raise ValueError(f"{data}: expected a DatasetDict with train/validation/test splits, got {type(dataset).__name__}")
+        raise ValueError(
+            f"{data}: expected a DatasetDict with train/validation/test splits, got {type(dataset).__name__}"
+        )
     for name, split in dataset.items():
         missing = [c for c in ("image", "valence", "arousal") if c not in split.column_names]
         if missing or not ({"label", "labels"} & set(split.column_names)):
-            raise ValueError(f"{data}: split {name!r} lacks columns {missing or ['label' or 'labels']} of the cage schema")
+            raise ValueError(
+                f"{data}: split {name!r} lacks columns {missing or ['label' or 'labels']} of the cage schema"
+            )
     return dataset
 
 

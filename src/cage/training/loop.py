@@ -71,8 +71,8 @@ def _is_better(value: float, best: float | None, greater: bool) -> bool:
 def build_model(args: TrainingArguments, label_set: str, weights: dict[str, list[float]], log):
     """The model and processor to train: from ``--init-from``, or new with ImageNet (or, explicitly, random)
     trunk weights. Raises ``ValueError`` when no trunk weights are given and ``--random-init`` is not set."""
-    from ..presets import LABEL_SETS, make_config, make_image_processor
     from ..modeling_cage import CageForExpressionInference
+    from ..presets import LABEL_SETS, make_config, make_image_processor
 
     if args.init_from:
         from ..inference import load_model_and_processor
@@ -88,13 +88,17 @@ def build_model(args: TrainingArguments, label_set: str, weights: dict[str, list
         model.train()
         log(f"initialised from {args.init_from} ({model.config.backbone}, {model.config.image_size} px)")
         return model, processor
-    config = make_config(label_set, objective=args.objective, backbone=args.backbone, image_size=args.image_size, **weights)
+    config = make_config(
+        label_set, objective=args.objective, backbone=args.backbone, image_size=args.image_size, **weights
+    )
     model = CageForExpressionInference(config)
     if args.backbone_weights:
         model.load_backbone_weights(args.backbone_weights)
         log(f"trunk initialised from ImageNet weights {args.backbone_weights}")
     elif args.random_init:
-        logger.warning("TRAINING FROM A RANDOM TRUNK (--random-init): no ImageNet weights; the paper's results need them")
+        logger.warning(
+            "TRAINING FROM A RANDOM TRUNK (--random-init): no ImageNet weights; the paper's results need them"
+        )
     else:
         raise ValueError(
             "no trunk weights: pass --backbone-weights PATH (a timm ImageNet checkpoint of "
@@ -158,13 +162,20 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         model = model.to(memory_format=torch.channels_last)
 
     augment = train_transform(processor) if args.augmentation == "paper" else eval_transform(processor)
-    train_split, train_batch_transform = with_cage_transform(dataset["train"], augment, config.regression_targets, seed=args.seed)
+    train_split, train_batch_transform = with_cage_transform(
+        dataset["train"], augment, config.regression_targets, seed=args.seed
+    )
     val_split, _ = with_cage_transform(dataset["validation"], eval_transform(processor), config.regression_targets)
     sampler = ClassBalancedSampler(dataset["train"]["label"], args.seed) if args.balanced else None
     eval_batch_size = args.eval_batch_size or args.batch_size
     train_loader = make_loader(
-        train_split, args.batch_size, config.multi_label, shuffle=True, sampler=sampler,
-        num_workers=args.num_workers, seed=args.seed,
+        train_split,
+        args.batch_size,
+        config.multi_label,
+        shuffle=True,
+        sampler=sampler,
+        num_workers=args.num_workers,
+        seed=args.seed,
     )
     val_loader = make_loader(val_split, eval_batch_size, config.multi_label, num_workers=args.num_workers)
 
@@ -187,16 +198,28 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     selection = args.selection_metric or default_selection_metric(args.objective, config.multi_label)
     greater = SELECTION_METRICS[selection][1]
     state: dict[str, Any] = {
-        "global_step": 0, "epoch": 0, "batches_in_epoch": 0, "best_metric": None, "best_step": None,
-        "best_epoch": None, "evaluations_without_improvement": 0, "history": [], "skipped_training_images": 0,
+        "global_step": 0,
+        "epoch": 0,
+        "batches_in_epoch": 0,
+        "best_metric": None,
+        "best_step": None,
+        "best_epoch": None,
+        "evaluations_without_improvement": 0,
+        "history": [],
+        "skipped_training_images": 0,
     }
     if args.resume_from_checkpoint:
         checkpoint = Path(args.resume_from_checkpoint)
         if not (checkpoint / STATE_FILE).is_file():
-            raise ValueError(f"--resume-from-checkpoint {checkpoint}: not a checkpoint of this script (no {STATE_FILE})")
+            raise ValueError(
+                f"--resume-from-checkpoint {checkpoint}: not a checkpoint of this script (no {STATE_FILE})"
+            )
         accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / STATE_FILE).read_text())
-        log(f"resumed from {checkpoint} at step {state['global_step']} (epoch {state['epoch']}, batch {state['batches_in_epoch']})")
+        log(
+            f"resumed from {checkpoint} at step {state['global_step']} "
+            f"(epoch {state['epoch']}, batch {state['batches_in_epoch']})"
+        )
 
     if args.report_to != "none":
         hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in args.to_dict().items()}
@@ -221,9 +244,16 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         metrics["loss"] = validation_loss(config, predictions)
         value = selection_value(metrics, selection)
         improved = _is_better(value, state["best_metric"], greater)
-        state["history"].append({"step": state["global_step"], "epoch": state["epoch"], selection: value, "loss": metrics["loss"]})
+        state["history"].append(
+            {"step": state["global_step"], "epoch": state["epoch"], selection: value, "loss": metrics["loss"]}
+        )
         if improved:
-            state.update(best_metric=value, best_step=state["global_step"], best_epoch=state["epoch"], evaluations_without_improvement=0)
+            state.update(
+                best_metric=value,
+                best_step=state["global_step"],
+                best_epoch=state["epoch"],
+                evaluations_without_improvement=0,
+            )
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 save_model_folder(accelerator.unwrap_model(model), processor, output_dir / "best_model")
@@ -231,8 +261,13 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         else:
             state["evaluations_without_improvement"] += 1
         accelerator.wait_for_everyone()
-        log(f"step {state['global_step']}: validation {selection} = {value:.4f}, loss {metrics['loss']:.4f}" + (" (best)" if improved else ""))
-        accelerator.log({f"validation/{selection}": value, "validation/loss": metrics["loss"]}, step=state["global_step"])
+        log(
+            f"step {state['global_step']}: validation {selection} = {value:.4f}, loss {metrics['loss']:.4f}"
+            + (" (best)" if improved else "")
+        )
+        accelerator.log(
+            {f"validation/{selection}": value, "validation/loss": metrics["loss"]}, step=state["global_step"]
+        )
         return metrics
 
     failed_ids: set[str] = set()
@@ -249,7 +284,11 @@ def train(args: TrainingArguments) -> dict[str, Any]:
             sampler.set_epoch(epoch)
         train_batch_transform.epoch = epoch
         model.train()
-        loader = accelerator.skip_first_batches(train_loader, state["batches_in_epoch"]) if state["batches_in_epoch"] else train_loader
+        loader = (
+            accelerator.skip_first_batches(train_loader, state["batches_in_epoch"])
+            if state["batches_in_epoch"]
+            else train_loader
+        )
         for batch in loader:
             valid = batch["valid"]
             if batch["num_failed"]:
@@ -261,7 +300,9 @@ def train(args: TrainingArguments) -> dict[str, Any]:
                     if args.channels_last:
                         pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
                     loss = model(
-                        pixel_values=pixel_values, labels=batch["labels"][valid], regression_labels=batch["regression_labels"][valid]
+                        pixel_values=pixel_values,
+                        labels=batch["labels"][valid],
+                        regression_labels=batch["regression_labels"][valid],
                     ).loss
                 else:  # every image of this batch failed: a zero loss keeps processes in step (no placeholder)
                     loss = sum(p.sum() for p in model.parameters()) * 0.0
@@ -276,7 +317,9 @@ def train(args: TrainingArguments) -> dict[str, Any]:
                 continue
             state["global_step"] += 1
             mean_loss = accelerator.reduce(loss.detach().float(), "mean").item()
-            accelerator.log({"train/loss": mean_loss, "train/learning_rate": scheduler.get_last_lr()[0]}, step=state["global_step"])
+            accelerator.log(
+                {"train/loss": mean_loss, "train/learning_rate": scheduler.get_last_lr()[0]}, step=state["global_step"]
+            )
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(loss=f"{mean_loss:.4f}", epoch=epoch)
@@ -298,10 +341,16 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         progress.close()
 
     # Skipped images, counted on every process.
-    all_failed = sorted(set().union(*gather_object([failed_ids]))) if accelerator.num_processes > 1 else sorted(failed_ids)
-    skipped_total = int(accelerator.reduce(torch.tensor(state["skipped_training_images"], device=accelerator.device), "sum").item())
+    all_failed = (
+        sorted(set().union(*gather_object([failed_ids]))) if accelerator.num_processes > 1 else sorted(failed_ids)
+    )
+    skipped_total = int(
+        accelerator.reduce(torch.tensor(state["skipped_training_images"], device=accelerator.device), "sum").item()
+    )
     if all_failed and accelerator.is_main_process:
-        logger.warning("skipped %d undecodable training images (%d distinct): %s", skipped_total, len(all_failed), all_failed[:20])
+        logger.warning(
+            "skipped %d undecodable training images (%d distinct): %s", skipped_total, len(all_failed), all_failed[:20]
+        )
 
     # The best model: reload its weights everywhere, evaluate, save the final folder.
     accelerator.wait_for_everyone()
@@ -313,8 +362,12 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     metrics = {"validation": json.loads((output_dir / "best_model" / "metrics_validation.json").read_text())}
     if args.evaluate_test and "test" in dataset:
         test_split, _ = with_cage_transform(dataset["test"], eval_transform(processor), config.regression_targets)
-        test_loader = accelerator.prepare(make_loader(test_split, eval_batch_size, config.multi_label, num_workers=args.num_workers))
-        metrics["test"] = metrics_for(config, predict_split(accelerator, model, test_loader, args.channels_last), "test")
+        test_loader = accelerator.prepare(
+            make_loader(test_split, eval_batch_size, config.multi_label, num_workers=args.num_workers)
+        )
+        metrics["test"] = metrics_for(
+            config, predict_split(accelerator, model, test_loader, args.channels_last), "test"
+        )
 
     recipe = {
         "paper": PAPER,

@@ -19,8 +19,7 @@ from typing import Any
 
 import torch
 from PIL import Image
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
 from ..image_processing_cage import CageImageProcessor, to_rgb
 
@@ -39,7 +38,9 @@ _PIL_TO_TORCHVISION = {
 def _geometry(processor: CageImageProcessor) -> tuple[tuple[int, int], InterpolationMode]:
     size = processor.size
     height, width = (size["height"], size["width"]) if isinstance(size, dict) else (size.height, size.width)
-    resample = Image.Resampling(int(processor.resample if processor.resample is not None else Image.Resampling.BILINEAR))
+    resample = Image.Resampling(
+        int(processor.resample if processor.resample is not None else Image.Resampling.BILINEAR)
+    )
     return (int(height), int(width)), _PIL_TO_TORCHVISION[resample]
 
 
@@ -125,7 +126,9 @@ class BatchTransform:
     its ``source_id``), ``labels``, ``regression_labels`` and ``source_id``.
     """
 
-    def __init__(self, transform: Callable, label_column: str, regression_targets: Sequence[str], seed: int | None = None):
+    def __init__(
+        self, transform: Callable, label_column: str, regression_targets: Sequence[str], seed: int | None = None
+    ):
         self.transform = transform
         self.label_column = label_column
         self.regression_targets = list(regression_targets)
