@@ -2,6 +2,8 @@
 
     cage init-model DIR [--backbone NAME] [--image-size N] [--labels affectnet8|affectnet7|emotic]
     cage predict IMAGE... --model DIR_OR_REPO [--format json|jsonl|csv] [--detector dlib|none]
+    cage train --data DIR --output-dir OUT [...]          (cage.training)
+    cage evaluate --model M --data DIR [--split test]     (cage.evaluation)
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import time
 from collections.abc import Sequence
 
 from .data.cli import add_prepare_parser
+from .evaluation.cli import add_evaluate_parser
 from .hub import cli as hub_cli
+from .training.cli import add_train_parser
 
 EXIT_OK = 0
 EXIT_INPUT_ERRORS = 1  # some inputs could not be processed; the others were
@@ -112,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_prepare_parser(subparsers)
     hub_cli.add_push_command(subparsers)
     hub_cli.add_convert_authors_checkpoint_command(subparsers)
+    add_train_parser(subparsers)
+    add_evaluate_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,123 @@
+"""Figures of an evaluation (matplotlib, Agg backend, PNG files).
+
+- ``confusion_matrix.png``: row-normalised confusion matrix (true rows, predicted columns), counts annotated.
+- ``circumplex.png``: predicted and true (valence, arousal) on Russell's circumplex, [-1, 1] squared.
+- ``error_cdf.png``: share of predictions within an absolute error, per regression target (the paper's
+  cumulative error figure).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: Path) -> Path:
+    """``matrix[true][predicted]`` counts -> a row-normalised heat map with counts."""
+    plt = _pyplot()
+    matrix = np.asarray(matrix, dtype=np.float64)
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(1 + 0.7 * len(labels), 1 + 0.6 * len(labels)))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(
+                j,
+                i,
+                f"{int(matrix[i, j])}",
+                ha="center",
+                va="center",
+                color="white" if share[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_circumplex(prediction: np.ndarray, target: np.ndarray, path: Path) -> Path:
+    """``(n, 2)`` predicted and true (valence, arousal) as points on the circumplex, with the unit circle."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    ax.add_patch(plt.Circle((0, 0), 1.0, fill=False, color="0.6", linestyle="--"))
+    ax.axhline(0, color="0.8", lw=0.8)
+    ax.axvline(0, color="0.8", lw=0.8)
+    ax.scatter(target[:, 0], target[:, 1], s=8, alpha=0.5, label="true", color="tab:blue")
+    ax.scatter(prediction[:, 0], prediction[:, 1], s=8, alpha=0.5, label="predicted", color="tab:orange")
+    ax.set_xlim(-1.1, 1.1)
+    ax.set_ylim(-1.1, 1.1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("valence")
+    ax.set_ylabel("arousal")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_error_cdf(prediction: np.ndarray, target: np.ndarray, names: list[str], path: Path) -> Path:
+    """Share of examples whose absolute error is at most t, for t in [0, 2], one curve per target."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    thresholds = np.linspace(0, 2, 201)
+    for column, name in enumerate(names):
+        errors = np.abs(prediction[:, column] - target[:, column])
+        ax.plot(thresholds, [(errors <= t).mean() for t in thresholds], label=name)
+    ax.set_xlabel("absolute error")
+    ax.set_ylabel("share of predictions within error")
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_all(predictions: dict[str, np.ndarray], config: Any, output_dir: str | Path) -> list[Path]:
+    """Write the figures of gathered ``predictions`` (see ``runner.predict_split``) to ``output_dir``."""
+    from sklearn.metrics import confusion_matrix
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    targets = list(config.regression_targets)
+    if not config.multi_label:
+        labels = [config.id2label[i] for i in range(config.num_labels)]
+        matrix = confusion_matrix(
+            predictions["labels"], predictions["logits"].argmax(axis=1), labels=range(len(labels))
+        )
+        written.append(plot_confusion_matrix(matrix, labels, output_dir / "confusion_matrix.png"))
+    if "valence" in targets and "arousal" in targets:
+        columns = [targets.index("valence"), targets.index("arousal")]
+        written.append(
+            plot_circumplex(
+                predictions["regression"][:, columns],
+                predictions["regression_labels"][:, columns],
+                output_dir / "circumplex.png",
+            )
+        )
+    written.append(
+        plot_error_cdf(
+            predictions["regression"], predictions["regression_labels"], targets, output_dir / "error_cdf.png"
+        )
+    )
+    return written

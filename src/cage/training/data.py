@@ -1,0 +1,172 @@
+"""Prepared datasets (the ``cage prepare`` schema) for training and evaluation: loading, the label set,
+loss weights, lazy transforms and data loaders.
+
+The schema (a ``DatasetDict`` with ``train``, ``validation``, ``test``):
+- AffectNet: ``image`` (Image), ``label`` (ClassLabel, AffectNet names and order), ``valence``,
+  ``arousal`` (float32, [-1, 1]), ``source_id``.
+- EMOTIC: ``image``, ``labels`` (26 float32 multi-hot, EMOTIC order), ``valence``, ``arousal``,
+  ``dominance`` (float32, [-1, 1]), ``*_raw`` (1..10), ``source_id``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from ..configuration_cage import AFFECTNET7_LABELS, AFFECTNET8_LABELS, EMOTIC_LABELS
+from .transforms import BatchTransform, collate_examples
+
+
+def load_prepared_dataset(data: str | Path) -> datasets.DatasetDict:
+    """Load a prepared dataset: a folder written by ``save_to_disk`` (``cage prepare``) or a Hub dataset id.
+
+    Raises:
+        FileNotFoundError: ``data`` looks like a path but does not exist.
+        ValueError: the dataset lacks the ``image`` column or the label columns of the schema.
+    """
+    path = Path(data)
+    if path.exists():
+        dataset = datasets.load_from_disk(str(path))
+    elif str(data).startswith((".", "/", "~")) or str(data).count("/") != 1:
+        raise FileNotFoundError(f"{data}: no such dataset folder (and not a Hub dataset id 'owner/name')")
+    else:
+        dataset = datasets.load_dataset(str(data))
+    if not isinstance(dataset, datasets.DatasetDict):
+        raise ValueError(
+            f"{data}: expected a DatasetDict with train/validation/test splits, got {type(dataset).__name__}"
+        )
+    for name, split in dataset.items():
+        missing = [c for c in ("image", "valence", "arousal") if c not in split.column_names]
+        if missing or not ({"label", "labels"} & set(split.column_names)):
+            raise ValueError(
+                f"{data}: split {name!r} lacks columns {missing or ['label' or 'labels']} of the cage schema"
+            )
+    return dataset
+
+
+def label_set_of(split: datasets.Dataset) -> str:
+    """``"affectnet8"``, ``"affectnet7"`` or ``"emotic"``, from the split's features.
+
+    Raises:
+        ValueError: the class names are not AffectNet's (in AffectNet order) or EMOTIC's 26 categories.
+    """
+    features = split.features
+    if "label" in features:
+        names = tuple(features["label"].names) if isinstance(features["label"], datasets.ClassLabel) else None
+        for key, expected in (("affectnet8", AFFECTNET8_LABELS), ("affectnet7", AFFECTNET7_LABELS)):
+            if names == expected:
+                return key
+        raise ValueError(f"the `label` ClassLabel names {names} are not AffectNet-8/-7 in AffectNet's order")
+    width = len(split[0]["labels"]) if len(split) else None
+    if width != len(EMOTIC_LABELS):
+        raise ValueError(f"`labels` must be EMOTIC's {len(EMOTIC_LABELS)}-category multi-hot, got width {width}")
+    return "emotic"
+
+
+def _class_weights_from_counts(counts: Sequence[int]) -> list[float]:
+    """Normalised inverse class frequency (the paper): ``w_c = (1 / n_c) / sum_k (1 / n_k)``.
+
+    Private twin of the datasets package's helper (to be deduplicated at merge).
+
+    Raises:
+        ValueError: a class has no training examples (its weight would be infinite).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if np.any(counts <= 0):
+        raise ValueError(f"every class needs training examples for the weighted CE, got counts {counts.tolist()}")
+    inverse = 1.0 / counts
+    return (inverse / inverse.sum()).tolist()
+
+
+def _positive_weights_from_counts(positives: Sequence[int], total: int) -> list[float]:
+    """BCE positive weights for multi-label training: ``(N - n_c) / n_c`` (negatives per positive), the
+    inverse-frequency weighting PyTorch documents for ``BCEWithLogitsLoss(pos_weight)``; categories without
+    positives get 1."""
+    positives = np.asarray(positives, dtype=np.float64)
+    safe = np.where(positives > 0, positives, 1.0)
+    return np.where(positives > 0, (total - positives) / safe, 1.0).tolist()
+
+
+def loss_weights(train: datasets.Dataset, label_set: str) -> dict[str, list[float]]:
+    """``{"class_weights": [...]}`` (AffectNet) or ``{"pos_weight": [...]}`` (EMOTIC) from the training split."""
+    if label_set == "emotic":
+        multi_hot = np.asarray(train.with_format("numpy")["labels"], dtype=np.float64)
+        return {"pos_weight": _positive_weights_from_counts(multi_hot.sum(axis=0), len(multi_hot))}
+    num_classes = len(train.features["label"].names)
+    counts = np.bincount(np.asarray(train["label"], dtype=np.int64), minlength=num_classes)
+    return {"class_weights": _class_weights_from_counts(counts)}
+
+
+class ClassBalancedSampler(Sampler[int]):
+    """Samples ``len(labels)`` indices per epoch with replacement, each class equally likely (the paper's
+    class-balanced valence-arousal stage). Seeded by ``seed + epoch`` (``set_epoch``), so every process and
+    every resumed run draws the same order."""
+
+    def __init__(self, labels: Sequence[int], seed: int):
+        labels = np.asarray(labels, dtype=np.int64)
+        counts = np.bincount(labels)
+        self.weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        yield from torch.multinomial(self.weights, len(self.weights), replacement=True, generator=generator).tolist()
+
+
+def with_cage_transform(
+    split: datasets.Dataset, transform, regression_targets: Sequence[str], seed: int | None = None
+) -> tuple[datasets.Dataset, BatchTransform]:
+    """``split`` with lazy decoding + ``transform`` (see ``transforms.BatchTransform``), and the batch
+    transform itself (set its ``epoch`` each epoch when ``seed`` is given). Images are decoded by us
+    (``decode=False``) so that corrupt ones are skipped and counted; an ``_index`` column seeds augmentation."""
+    label_column = "label" if "label" in split.column_names else "labels"
+    split = split.cast_column("image", datasets.Image(decode=False))
+    if seed is not None and "_index" not in split.column_names:
+        split = split.add_column("_index", list(range(len(split))))
+    batch_transform = BatchTransform(transform, label_column, regression_targets, seed=seed)
+    return split.with_transform(batch_transform), batch_transform
+
+
+def make_loader(
+    split: datasets.Dataset,
+    batch_size: int,
+    multi_label: bool,
+    shuffle: bool = False,
+    sampler: Sampler | None = None,
+    num_workers: int = 0,
+    seed: int = 0,
+) -> DataLoader:
+    """A ``DataLoader`` over a transformed split; collation drops undecodable images (see ``collate_examples``).
+
+    The loader has its own generator, so creating an iterator never draws from torch's global generator
+    (the augmentations' source): a resumed run continues the same random stream.
+    """
+    return DataLoader(
+        split,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=functools.partial(collate_examples, multi_label=multi_label),
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,
+    )
+
+
+def describe(dataset: datasets.DatasetDict) -> dict[str, Any]:
+    """Split sizes, for the training recipe."""
+    return {name: len(split) for name, split in dataset.items()}

@@ -1,0 +1,417 @@
+"""The CAGE training loop (Accelerate): one CPU, one GPU or many GPUs/nodes with the same code.
+
+Read top to bottom, like the Hugging Face ``*_no_trainer`` examples: accelerator, data, model, optimizer
+and schedule, loop (with ``accumulate``), validation (``gather_for_metrics``), checkpoints (``save_state``
+each epoch, ``--resume-from-checkpoint`` continues bit for bit), model selection and early stopping, and
+the final model folder (``save_model_folder``, ``weights_status="trained"``, recipe and metrics in
+``config.training_recipe``).
+
+Reproducibility: the shuffling sampler is seeded by ``seed + epoch`` (Accelerate's seedable sampler, or
+[`ClassBalancedSampler`]); each example's augmentation is seeded by ``(seed, epoch, index)``; a resumed run
+skips the batches already seen with ``skip_first_batches`` and restores optimizer, scheduler and RNG
+states with ``load_state``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..evaluation.runner import metrics_for, predict_split, validation_loss, write_metrics
+from .arguments import SELECTION_METRICS, TrainingArguments
+from .data import (
+    ClassBalancedSampler,
+    describe,
+    label_set_of,
+    load_prepared_dataset,
+    loss_weights,
+    make_loader,
+    with_cage_transform,
+)
+from .transforms import eval_transform, train_transform
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "cage_training_state.json"
+PAPER = "Wagner et al., CAGE: Circumplex Affect Guided Expression Inference, CVPR 2024 Workshops, arXiv 2404.14975"
+
+
+def selection_value(metrics: dict[str, Any], name: str) -> float:
+    """The value of selection metric ``name`` (see ``SELECTION_METRICS``) in a metrics dict; NaN if absent."""
+    path, _ = SELECTION_METRICS[name]
+    if path is None:
+        values = [metrics.get(t, {}).get("ccc", math.nan) for t in ("valence", "arousal")]
+        return float(sum(values) / 2)
+    value: Any = metrics
+    for key in path:
+        value = value.get(key, math.nan) if isinstance(value, dict) else math.nan
+    return float(value)
+
+
+def default_selection_metric(objective: str, multi_label: bool) -> str:
+    if objective == "discrete":
+        return "mean_average_precision" if multi_label else "macro_f1"
+    return "mean_ccc"
+
+
+def _is_better(value: float, best: float | None, greater: bool) -> bool:
+    if best is None or math.isnan(best):
+        return True
+    if math.isnan(value):
+        return False
+    return value > best if greater else value < best
+
+
+def build_model(args: TrainingArguments, label_set: str, weights: dict[str, list[float]], log):
+    """The model and processor to train: from ``--init-from``, or new with ImageNet (or, explicitly, random)
+    trunk weights. Raises ``ValueError`` when no trunk weights are given and ``--random-init`` is not set."""
+    from ..modeling_cage import CageForExpressionInference
+    from ..presets import LABEL_SETS, make_config, make_image_processor
+
+    if args.init_from:
+        from ..inference import load_model_and_processor
+
+        model, processor = load_model_and_processor(args.init_from)
+        names = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
+        if names != LABEL_SETS[label_set]:
+            raise ValueError(f"--init-from {args.init_from} predicts {names}, but the data is {label_set}")
+        model.config.objective = args.objective
+        model.config.class_weights = weights.get("class_weights")
+        model.config.pos_weight = weights.get("pos_weight")
+        model.config.validate_cage()
+        model.train()
+        log(f"initialised from {args.init_from} ({model.config.backbone}, {model.config.image_size} px)")
+        return model, processor
+    config = make_config(
+        label_set, objective=args.objective, backbone=args.backbone, image_size=args.image_size, **weights
+    )
+    model = CageForExpressionInference(config)
+    if args.backbone_weights:
+        model.load_backbone_weights(args.backbone_weights)
+        log(f"trunk initialised from ImageNet weights {args.backbone_weights}")
+    elif args.random_init:
+        logger.warning(
+            "TRAINING FROM A RANDOM TRUNK (--random-init): no ImageNet weights; the paper's results need them"
+        )
+    else:
+        raise ValueError(
+            "no trunk weights: pass --backbone-weights PATH (a timm ImageNet checkpoint of "
+            f"{args.backbone}, e.g. model.safetensors from the Hub repo timm/{args.backbone}) or --init-from MODEL; "
+            "--random-init trains from random weights on purpose"
+        )
+    return model, make_image_processor(config)
+
+
+def train(args: TrainingArguments) -> dict[str, Any]:
+    """Train a CAGE model as ``args`` say and write it to ``args.output_dir``.
+
+    Writes ``OUTPUT_DIR/`` (model folder: ``model.safetensors``, ``config.json`` with ``weights_status
+    "trained"`` and ``training_recipe``, processor, code), ``metrics_validation.json`` and, when the data
+    has a ``test`` split, ``metrics_test.json``; ``OUTPUT_DIR/checkpoints/`` (Accelerate states) and
+    ``OUTPUT_DIR/best_model/`` (the best epoch so far, for resuming).
+
+    Returns:
+        The training recipe (arguments, data, best step, validation and test metrics, skipped images).
+
+    Raises:
+        ValueError: bad arguments or data (see ``build_model`` and ``cage.training.data``).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object, set_seed
+    from transformers import get_scheduler
+
+    from ..model_folder import save_model_folder
+
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "runs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
+
+    def log(message: str) -> None:
+        if accelerator.is_main_process:
+            print(f"[cage train] {message}", flush=True)
+
+    set_seed(args.seed)
+
+    # Data: the schema of `cage prepare`; loss weights from the training split's label counts.
+    dataset = load_prepared_dataset(args.data)
+    for name in ("train", "validation"):
+        if name not in dataset:
+            raise ValueError(f"{args.data}: no {name!r} split (has {', '.join(dataset)})")
+    label_set = label_set_of(dataset["train"])
+    weights = loss_weights(dataset["train"], label_set)
+    if args.balanced and label_set == "emotic":
+        raise ValueError("--balanced needs single-label (AffectNet) data")
+
+    # Model: ImageNet trunk or a previous CAGE model; never silently random.
+    model, processor = build_model(args, label_set, weights, log)
+    config = model.config
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    augment = train_transform(processor) if args.augmentation == "paper" else eval_transform(processor)
+    train_split, train_batch_transform = with_cage_transform(
+        dataset["train"], augment, config.regression_targets, seed=args.seed
+    )
+    val_split, _ = with_cage_transform(dataset["validation"], eval_transform(processor), config.regression_targets)
+    sampler = ClassBalancedSampler(dataset["train"]["label"], args.seed) if args.balanced else None
+    eval_batch_size = args.eval_batch_size or args.batch_size
+    train_loader = make_loader(
+        train_split,
+        args.batch_size,
+        config.multi_label,
+        shuffle=True,
+        sampler=sampler,
+        num_workers=args.num_workers,
+        seed=args.seed,
+    )
+    val_loader = make_loader(val_split, eval_batch_size, config.multi_label, num_workers=args.num_workers)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+
+    # Schedule in optimizer steps; Accelerate's scheduler wrapper steps num_processes times per optimizer
+    # step, hence the scaling (as in the transformers no_trainer examples).
+    steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
+    total_steps = args.max_steps if args.max_steps else args.epochs * steps_per_epoch
+    num_epochs = math.ceil(total_steps / steps_per_epoch)
+    scheduler = get_scheduler(
+        "cosine",
+        optimizer=optimizer,
+        num_warmup_steps=args.warmup_steps * accelerator.num_processes,
+        num_training_steps=total_steps * accelerator.num_processes,
+    )
+    scheduler = accelerator.prepare(scheduler)
+
+    selection = args.selection_metric or default_selection_metric(args.objective, config.multi_label)
+    greater = SELECTION_METRICS[selection][1]
+    state: dict[str, Any] = {
+        "global_step": 0,
+        "epoch": 0,
+        "batches_in_epoch": 0,
+        "best_metric": None,
+        "best_step": None,
+        "best_epoch": None,
+        "evaluations_without_improvement": 0,
+        "history": [],
+        "skipped_training_images": 0,
+    }
+    if args.resume_from_checkpoint:
+        checkpoint = Path(args.resume_from_checkpoint)
+        if not (checkpoint / STATE_FILE).is_file():
+            raise ValueError(
+                f"--resume-from-checkpoint {checkpoint}: not a checkpoint of this script (no {STATE_FILE})"
+            )
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+        log(
+            f"resumed from {checkpoint} at step {state['global_step']} "
+            f"(epoch {state['epoch']}, batch {state['batches_in_epoch']})"
+        )
+
+    if args.report_to != "none":
+        hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in args.to_dict().items()}
+        accelerator.init_trackers("cage", config=hparams)
+
+    log(
+        f"{label_set} {args.objective}: {len(dataset['train'])} training / {len(dataset['validation'])} validation "
+        f"examples, {accelerator.num_processes} process(es), per-device batch {args.batch_size}, "
+        f"{total_steps} optimizer steps, selection by {selection}"
+    )
+
+    def save_checkpoint(name: str) -> None:
+        path = output_dir / "checkpoints" / name
+        accelerator.save_state(str(path))
+        if accelerator.is_main_process:
+            (path / STATE_FILE).write_text(json.dumps(state, indent=2))
+        accelerator.wait_for_everyone()
+
+    def validate() -> dict[str, Any]:
+        predictions = predict_split(accelerator, model, val_loader, args.channels_last)
+        metrics = metrics_for(config, predictions, "validation")
+        metrics["loss"] = validation_loss(config, predictions)
+        value = selection_value(metrics, selection)
+        improved = _is_better(value, state["best_metric"], greater)
+        state["history"].append(
+            {"step": state["global_step"], "epoch": state["epoch"], selection: value, "loss": metrics["loss"]}
+        )
+        if improved:
+            state.update(
+                best_metric=value,
+                best_step=state["global_step"],
+                best_epoch=state["epoch"],
+                evaluations_without_improvement=0,
+            )
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                save_model_folder(accelerator.unwrap_model(model), processor, output_dir / "best_model")
+                write_metrics(metrics, output_dir / "best_model" / "metrics_validation.json")
+        else:
+            state["evaluations_without_improvement"] += 1
+        accelerator.wait_for_everyone()
+        log(
+            f"step {state['global_step']}: validation {selection} = {value:.4f}, loss {metrics['loss']:.4f}"
+            + (" (best)" if improved else "")
+        )
+        accelerator.log(
+            {f"validation/{selection}": value, "validation/loss": metrics["loss"]}, step=state["global_step"]
+        )
+        return metrics
+
+    failed_ids: set[str] = set()
+    progress = None
+    if accelerator.is_main_process:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=total_steps, initial=state["global_step"], desc="training", dynamic_ncols=True)
+    stop = state["global_step"] >= total_steps
+    while not stop and state["epoch"] < num_epochs:
+        epoch = state["epoch"]
+        train_loader.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        train_batch_transform.epoch = epoch
+        model.train()
+        loader = (
+            accelerator.skip_first_batches(train_loader, state["batches_in_epoch"])
+            if state["batches_in_epoch"]
+            else train_loader
+        )
+        for batch in loader:
+            valid = batch["valid"]
+            if batch["num_failed"]:
+                failed_ids.update(str(i) for i in batch["failed_ids"])
+                state["skipped_training_images"] += batch["num_failed"]
+            with accelerator.accumulate(model):
+                if bool(valid.any()):
+                    pixel_values = batch["pixel_values"]
+                    if args.channels_last:
+                        pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+                    loss = model(
+                        pixel_values=pixel_values,
+                        labels=batch["labels"][valid],
+                        regression_labels=batch["regression_labels"][valid],
+                    ).loss
+                else:  # every image of this batch failed: a zero loss keeps processes in step (no placeholder)
+                    loss = sum(p.sum() for p in model.parameters()) * 0.0
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            state["batches_in_epoch"] += 1
+            if not accelerator.sync_gradients:
+                continue
+            state["global_step"] += 1
+            mean_loss = accelerator.reduce(loss.detach().float(), "mean").item()
+            accelerator.log(
+                {"train/loss": mean_loss, "train/learning_rate": scheduler.get_last_lr()[0]}, step=state["global_step"]
+            )
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{mean_loss:.4f}", epoch=epoch)
+            if args.checkpointing_steps and state["global_step"] % args.checkpointing_steps == 0:
+                save_checkpoint(f"step_{state['global_step']}")
+            if state["global_step"] >= total_steps:
+                stop = True
+                break
+        epoch_done = not stop or state["batches_in_epoch"] >= len(train_loader)
+        validate()
+        if epoch_done:
+            state.update(epoch=epoch + 1, batches_in_epoch=0)
+            save_checkpoint(f"epoch_{epoch + 1}")
+        patience = args.early_stopping_patience
+        if patience is not None and state["evaluations_without_improvement"] >= patience:
+            log(f"early stopping: {patience} evaluation(s) without improvement of {selection}")
+            stop = True
+    if progress is not None:
+        progress.close()
+
+    # Skipped images, counted on every process.
+    all_failed = (
+        sorted(set().union(*gather_object([failed_ids]))) if accelerator.num_processes > 1 else sorted(failed_ids)
+    )
+    skipped_total = int(
+        accelerator.reduce(torch.tensor(state["skipped_training_images"], device=accelerator.device), "sum").item()
+    )
+    if all_failed and accelerator.is_main_process:
+        logger.warning(
+            "skipped %d undecodable training images (%d distinct): %s", skipped_total, len(all_failed), all_failed[:20]
+        )
+
+    # The best model: reload its weights everywhere, evaluate, save the final folder.
+    accelerator.wait_for_everyone()
+    from safetensors.torch import load_file
+
+    best_weights = load_file(str(output_dir / "best_model" / "model.safetensors"))
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.load_state_dict(best_weights, strict=False)
+    metrics = {"validation": json.loads((output_dir / "best_model" / "metrics_validation.json").read_text())}
+    if args.evaluate_test and "test" in dataset:
+        test_split, _ = with_cage_transform(dataset["test"], eval_transform(processor), config.regression_targets)
+        test_loader = accelerator.prepare(
+            make_loader(test_split, eval_batch_size, config.multi_label, num_workers=args.num_workers)
+        )
+        metrics["test"] = metrics_for(
+            config, predict_split(accelerator, model, test_loader, args.channels_last), "test"
+        )
+
+    recipe = {
+        "paper": PAPER,
+        "arguments": args.to_dict(),
+        "data": {"source": args.data, "label_set": label_set, "splits": describe(dataset)},
+        "loss_weights": weights,
+        "num_processes": accelerator.num_processes,
+        "effective_batch_size": args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps,
+        "optimizer_steps": state["global_step"],
+        "selection_metric": selection,
+        "best_step": state["best_step"],
+        "best_epoch": state["best_epoch"],
+        "history": state["history"],
+        "skipped_training_images": {"count": skipped_total, "distinct": all_failed},
+        "metrics": metrics,
+    }
+    if accelerator.is_main_process:
+        from ..evaluation.metrics import to_json_ready
+
+        unwrapped.config.weights_status = "trained"
+        unwrapped.config.training_recipe = to_json_ready(recipe)
+        if args.channels_last:
+            unwrapped.to(memory_format=torch.contiguous_format)
+        save_model_folder(unwrapped, processor, output_dir)
+        for split, split_metrics in metrics.items():
+            write_metrics(split_metrics, output_dir / f"metrics_{split}.json")
+        shutil.rmtree(output_dir / "best_model" / "__pycache__", ignore_errors=True)
+        log(f"saved the best model (step {state['best_step']}, {selection} = {state['best_metric']}) to {output_dir}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return recipe
+
+
+def main(argv=None) -> int:
+    """``scripts/train.py`` entry point: parse options, train, exit 0 (or 2 with a message on bad input)."""
+    import sys
+
+    from .arguments import parse_training_arguments
+
+    args = parse_training_arguments(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        train(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"cage train: {error}", file=sys.stderr)
+        return 2
+    return 0
