@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ..configuration_cage import AFFECTNET7_LABELS, AFFECTNET8_LABELS, EMOTIC_LABELS
+from ..data.stats import class_weights_from_counts, pos_weights_from_counts
 from .transforms import BatchTransform, collate_examples
 
 
@@ -70,38 +71,14 @@ def label_set_of(split: datasets.Dataset) -> str:
     return "emotic"
 
 
-def _class_weights_from_counts(counts: Sequence[int]) -> list[float]:
-    """Normalised inverse class frequency (the paper): ``w_c = (1 / n_c) / sum_k (1 / n_k)``.
-
-    Private twin of the datasets package's helper (to be deduplicated at merge).
-
-    Raises:
-        ValueError: a class has no training examples (its weight would be infinite).
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    if np.any(counts <= 0):
-        raise ValueError(f"every class needs training examples for the weighted CE, got counts {counts.tolist()}")
-    inverse = 1.0 / counts
-    return (inverse / inverse.sum()).tolist()
-
-
-def _positive_weights_from_counts(positives: Sequence[int], total: int) -> list[float]:
-    """BCE positive weights for multi-label training: ``(N - n_c) / n_c`` (negatives per positive), the
-    inverse-frequency weighting PyTorch documents for ``BCEWithLogitsLoss(pos_weight)``; categories without
-    positives get 1."""
-    positives = np.asarray(positives, dtype=np.float64)
-    safe = np.where(positives > 0, positives, 1.0)
-    return np.where(positives > 0, (total - positives) / safe, 1.0).tolist()
-
-
 def loss_weights(train: datasets.Dataset, label_set: str) -> dict[str, list[float]]:
     """``{"class_weights": [...]}`` (AffectNet) or ``{"pos_weight": [...]}`` (EMOTIC) from the training split."""
     if label_set == "emotic":
         multi_hot = np.asarray(train.with_format("numpy")["labels"], dtype=np.float64)
-        return {"pos_weight": _positive_weights_from_counts(multi_hot.sum(axis=0), len(multi_hot))}
+        return {"pos_weight": pos_weights_from_counts(multi_hot.sum(axis=0).astype(int).tolist(), len(multi_hot))}
     num_classes = len(train.features["label"].names)
     counts = np.bincount(np.asarray(train["label"], dtype=np.int64), minlength=num_classes)
-    return {"class_weights": _class_weights_from_counts(counts)}
+    return {"class_weights": class_weights_from_counts(counts.tolist())}
 
 
 class ClassBalancedSampler(Sampler[int]):
