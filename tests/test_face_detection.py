@@ -58,7 +58,7 @@ def test_box_cut_by_border_is_kept_clipped_and_padded(dlib_detector):
     assert left < 0
     crop = np.asarray(processor.crop(image, faces[0].box))
     assert crop.shape == (side, side, 3)
-    assert (crop[:, : -left] == 0).all()
+    assert (crop[:, :-left] == 0).all()
     np.testing.assert_array_equal(crop[:, -left:], np.asarray(image)[top : top + side, : side + left])
 
 
@@ -88,7 +88,10 @@ def test_working_resolution_mapping_is_exact_per_axis():
     assert detector.seen == (400, 133)
     sx, sy = 1000 / 400, 333 / 133
     # Sorted left to right, mapped back by each axis' own scale.
-    assert [f.box for f in faces] == [(5.0 * sx, 60.0 * sy, 10.0 * sx, 10.0 * sy), (50.0 * sx, 10.0 * sy, 20.0 * sx, 30.0 * sy)]
+    assert [f.box for f in faces] == [
+        (5.0 * sx, 60.0 * sy, 10.0 * sx, 10.0 * sy),
+        (50.0 * sx, 10.0 * sy, 20.0 * sx, 30.0 * sy),
+    ]
     small = _FixedBoxes([(1.0, 2.0, 3.0, 4.0)], max_side=400)
     assert small.detect(Image.new("RGB", (300, 200)))[0].box == (1.0, 2.0, 3.0, 4.0) and small.seen == (300, 200)
 

@@ -4,7 +4,6 @@ body (EMOTIC) models, and any model object with the CAGE output protocol."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,7 @@ from PIL import Image
 
 from cage import ExpressionAnalyzer
 from cage.cli import main
-from conftest import FACES_DIR, TINY_BACKBONE, TINY_SIZE, face_photo
+from conftest import TINY_BACKBONE, TINY_SIZE, face_photo
 
 PHOTOS = ["32bit.png", "biden.jpg", "obama.jpg", "obama_partial_face.jpg", "obama_small.jpg", "two_people.jpg"]
 EXPECTED_FACES = {"32bit.png": 1, "biden.jpg": 1, "obama.jpg": 1, "obama_partial_face.jpg": 1,
@@ -136,7 +135,11 @@ def test_same_records_one_by_one_as_folder_and_through_transformers_pipeline(
 def test_saved_folder_carries_the_pipeline(tiny_model_dir):
     config = json.loads((Path(tiny_model_dir) / "config.json").read_text())
     assert config["custom_pipelines"] == {
-        "facial-expression-inference": {"impl": "pipeline_cage.FaceExpressionPipeline", "pt": ["AutoModel"], "type": "image"}
+        "facial-expression-inference": {
+            "impl": "pipeline_cage.FaceExpressionPipeline",
+            "pt": ["AutoModel"],
+            "type": "image",
+        }
     }
     for name in ("pipeline_cage.py", "face_detection_cage.py"):
         text = (Path(tiny_model_dir) / name).read_text()
@@ -253,3 +256,24 @@ def test_bad_boxes_file_is_a_clear_error(tiny_model_dir, tmp_path, capsys):
     boxes.write_text(json.dumps({"a.jpg": [[1, 2, 3]]}))
     assert main(["predict", str(face_photo("obama.jpg")), "--model", str(tiny_model_dir), "--boxes", str(boxes)]) == 2
     assert "boxes.json" in capsys.readouterr().err
+
+
+def test_array_inputs_become_rgb():
+    from cage.pipeline_cage import array_to_image, bgr_to_rgb, load_image
+
+    rgb = np.random.default_rng(0).integers(0, 256, size=(6, 5, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(np.asarray(load_image(rgb)), rgb)
+    np.testing.assert_array_equal(np.asarray(array_to_image(np.dstack([rgb, np.full((6, 5), 7, np.uint8)]))), rgb)
+    np.testing.assert_array_equal(np.asarray(array_to_image(rgb.astype(np.uint16) * 257)), rgb)
+    np.testing.assert_array_equal(np.asarray(array_to_image(rgb / 255.0)), rgb)
+    gray = np.asarray(array_to_image(rgb[:, :, 0]))
+    assert gray.shape == (6, 5, 3) and (gray == rgb[:, :, :1]).all()
+    np.testing.assert_array_equal(bgr_to_rgb(rgb[:, :, ::-1]), rgb)
+    bgra = np.dstack([rgb[:, :, ::-1], np.zeros((6, 5), np.uint8)])
+    np.testing.assert_array_equal(bgr_to_rgb(bgra), rgb)
+    with pytest.raises(ValueError, match=r"\(6, 5, 2\)"):
+        array_to_image(rgb[:, :, :2])
+    with pytest.raises(ValueError, match="int64"):
+        array_to_image(rgb.astype(np.int64))
+    with pytest.raises(OSError, match="nothing.jpg: no such file"):
+        load_image("nothing.jpg")

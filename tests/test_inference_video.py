@@ -28,6 +28,7 @@ def _one_torch_thread():
     yield
     torch.set_num_threads(threads)
 
+
 FPS = 10.0
 SIZE = (320, 240)
 
@@ -45,7 +46,11 @@ def _write_video(path, frames, fps=FPS):
 def scenes():
     """Three letterboxed scenes: one face, two faces, no face (scikit-image's coffee)."""
     data = pytest.importorskip("skimage.data")
-    photos = [Image.open(face_photo("obama.jpg")), Image.open(face_photo("two_people.jpg")), Image.fromarray(data.coffee())]
+    photos = [
+        Image.open(face_photo("obama.jpg")),
+        Image.open(face_photo("two_people.jpg")),
+        Image.fromarray(data.coffee()),
+    ]
     return [ImageOps.pad(photo.convert("RGB"), SIZE) for photo in photos]
 
 
@@ -87,11 +92,15 @@ def test_video_frames_are_rgb(tmp_path):
 def test_cli_on_video_and_unreadable_video(tiny_model_dir, video, tmp_path, capsys):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all")
-    code = main(["predict", str(video), str(broken), "--model", str(tiny_model_dir), "--every", "3", "--format", "jsonl"])
+    code = main(
+        ["predict", str(video), str(broken), "--model", str(tiny_model_dir), "--every", "3", "--format", "jsonl"]
+    )
     captured = capsys.readouterr()
     records = [json.loads(line) for line in captured.out.splitlines()]
     assert code == 1
-    assert [(r["file"], r.get("frame")) for r in records] == [(str(video), i) for i in (0, 3, 6, 9)] + [(str(broken), None)]
+    assert [(r["file"], r.get("frame")) for r in records] == [(str(video), i) for i in (0, 3, 6, 9)] + [
+        (str(broken), None)
+    ]
     assert [len(r["faces"]) for r in records[:4]] == [1, 1, 1, 1]  # every 3rd frame of a 3-scene cycle: scene 0
     assert records[1]["time_s"] == 0.3
     assert "broken.mp4" in records[4]["error"] and "broken.mp4" in captured.err

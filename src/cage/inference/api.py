@@ -42,7 +42,7 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
         device: str = "auto",
         batch_size: int = 32,
         detector_model: str | os.PathLike | None = None,
-    ) -> "ExpressionAnalyzer":
+    ) -> ExpressionAnalyzer:
         """Load a model folder (or Hub repo id, when online) with its processor and a face detector.
 
         Args:
@@ -60,11 +60,11 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
         from .loading import load_model_and_processor
 
         network, processor = load_model_and_processor(model)
-        return cls(network, processor, detector=detector, device=device, batch_size=batch_size, detector_model=detector_model)
+        return cls(
+            network, processor, detector=detector, device=device, batch_size=batch_size, detector_model=detector_model
+        )
 
-    def predict_video(
-        self, path: str | os.PathLike, every: int = 1, fps: float | None = None
-    ) -> Iterator[Any]:
+    def predict_video(self, path: str | os.PathLike, every: int = 1, fps: float | None = None) -> Iterator[Any]:
         """Stream ``ImageResult``s (``file``, ``frame``, ``time_s``, ``faces``) for the sampled frames of a video.
 
         See ``cage.inference.sources.iter_video_frames`` for ``every``/``fps``; memory stays bounded.

@@ -55,7 +55,7 @@ def add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", default="json", choices=["json", "jsonl", "csv"], help="output format")
     parser.add_argument("--output", "-o", default=None, metavar="FILE", help="write results here (default: stdout)")
     parser.add_argument(
-        "--boxes", default=None, metavar="JSON", help='boxes to use instead of detection: {"image": [[x, y, w, h], ...]}'
+        "--boxes", default=None, metavar="JSON", help='boxes instead of detection: {"image": [[x, y, w, h], ...]}'
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(handler=run_predict)

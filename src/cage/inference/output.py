@@ -47,7 +47,8 @@ class ResultWriter:
             self.stream.write(json.dumps(record) + "\n")
             self.stream.flush()
         elif self.format == "json":
-            self.stream.write(("[\n" if self.count == 0 else ",\n") + json.dumps(record, indent=2))
+            text = "\n".join("  " + line for line in json.dumps(record, indent=2).splitlines())
+            self.stream.write(("[\n" if self.count == 0 else ",\n") + text)
         else:
             self._write_csv(result)
         self.count += 1
@@ -78,7 +79,9 @@ def _bar(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, height: int, val
     draw.rectangle((x, y, x + width, y + height), fill=(40, 40, 40))
     centre = x + width // 2
     end = centre + round(value * width / 2)
-    draw.rectangle((min(centre, end), y, max(centre, end), y + height), fill=(60, 200, 80) if value >= 0 else (220, 60, 60))
+    draw.rectangle(
+        (min(centre, end), y, max(centre, end), y + height), fill=(60, 200, 80) if value >= 0 else (220, 60, 60)
+    )
     draw.line((centre, y, centre, y + height), fill=(255, 255, 255))
     draw.text((x + 2, y), f"{name[0].upper()} {value:+.2f}", fill=(255, 255, 255), font=font)
 
@@ -103,7 +106,16 @@ def annotate(image: Image.Image, faces: list[dict[str, Any]]) -> Image.Image:
         bar_height, bar_y = size + 2, y + h + 2
         for name in ("valence", "arousal", "dominance"):
             if name in face:
-                _bar(draw, x, min(bar_y, out.height - bar_height - 1), max(w, 8 * size), bar_height, face[name], name, font)
+                _bar(
+                    draw,
+                    x,
+                    min(bar_y, out.height - bar_height - 1),
+                    max(w, 8 * size),
+                    bar_height,
+                    face[name],
+                    name,
+                    font,
+                )
                 bar_y += bar_height + 2
     return out
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from PIL import Image
 
-from ..pipeline_cage import FaceExpressionAnalyzer, read_image
 from ..image_processing_cage import to_rgb
+from ..pipeline_cage import FaceExpressionAnalyzer, read_image
 from .sources import InputFile, expand_inputs, iter_video_frames
 
 __all__ = ["ImageResult", "load_boxes", "predict_inputs", "predict_paths", "predict_video", "read_image"]
@@ -69,7 +69,11 @@ def load_boxes(path: str | os.PathLike) -> dict[str, list[list[float]]]:
     boxes: dict[str, list[list[float]]] = {}
     for key, value in data.items():
         ok = isinstance(value, list) and all(
-            isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b) and b[2] > 0 and b[3] > 0
+            isinstance(b, list)
+            and len(b) == 4
+            and all(isinstance(v, (int, float)) for v in b)
+            and b[2] > 0
+            and b[3] > 0
             for b in value
         )
         if not ok:
