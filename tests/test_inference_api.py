@@ -277,3 +277,25 @@ def test_array_inputs_become_rgb():
         array_to_image(rgb.astype(np.int64))
     with pytest.raises(OSError, match="nothing.jpg: no such file"):
         load_image("nothing.jpg")
+
+
+def test_file_modes_and_exif_orientation_end_to_end(analyzer, tmp_path):
+    photo = Image.open(face_photo("obama.jpg")).convert("RGB")
+    (upright,) = analyzer.predict(photo)
+    files = {
+        "cmyk.jpg": photo.convert("CMYK"),
+        "gray16.png": Image.fromarray(np.asarray(photo.convert("L")).astype(np.uint16) * 257),
+        "rgba.png": photo.convert("RGBA"),
+    }
+    for name, image in files.items():
+        image.save(tmp_path / name)
+        (face,) = analyzer.predict(tmp_path / name)
+        assert np.abs(np.subtract(face["box"], upright["box"])).max() <= 0.05 * upright["box"][2], name
+    assert Image.open(tmp_path / "gray16.png").mode.startswith("I")
+    # Stored rotated with EXIF orientation 8 (view = rotate 90 degrees counter-clockwise): boxes come back in
+    # the upright picture's pixels.
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    photo.transpose(Image.Transpose.ROTATE_270).save(tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=95)
+    (face,) = analyzer.predict(tmp_path / "rotated.jpg")
+    assert np.abs(np.subtract(face["box"], upright["box"])).max() <= 0.05 * upright["box"][2]
