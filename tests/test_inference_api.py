@@ -299,3 +299,24 @@ def test_file_modes_and_exif_orientation_end_to_end(analyzer, tmp_path):
     photo.transpose(Image.Transpose.ROTATE_270).save(tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=95)
     (face,) = analyzer.predict(tmp_path / "rotated.jpg")
     assert np.abs(np.subtract(face["box"], upright["box"])).max() <= 0.05 * upright["box"][2]
+
+
+def test_pipeline_detector_per_call_and_at_construction(tiny_model_dir, tmp_path):
+    from transformers import pipeline
+
+    from cage.pipeline_cage import TASK, FaceExpressionPipeline
+
+    photo = str(face_photo("two_people.jpg"))
+    width, height = Image.open(photo).size
+    pipe = pipeline(TASK, model=str(tiny_model_dir), pipeline_class=FaceExpressionPipeline)
+    assert pipe.task == "facial-expression-inference"
+    assert [f["box_source"] for f in pipe(photo)] == ["dlib", "dlib"]
+    (whole,) = pipe(photo, detector="none")
+    assert (whole["box"], whole["box_source"]) == ([0, 0, width, height], "image")
+    assert len(pipe(photo)) == 2  # a per-call detector does not stick
+    (given,) = pipe(photo, boxes=[[10, 20, 100, 120]])
+    assert (given["box"], given["box_source"]) == ([10, 20, 100, 120], "user")
+    crops_only = pipeline(TASK, model=str(tiny_model_dir), pipeline_class=FaceExpressionPipeline, detector="none")
+    assert [f["box_source"] for f in crops_only(photo)] == ["image"]
+    with pytest.raises(FileNotFoundError, match="yunet.onnx"):
+        pipe(photo, detector="yunet", detector_model=tmp_path / "yunet.onnx")

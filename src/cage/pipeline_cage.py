@@ -368,25 +368,28 @@ class FaceExpressionPipeline(Pipeline):
     _load_video_processor = False
 
     def __init__(self, *args, **kwargs):
-        self._detector: FaceDetector | None = None
+        self._detectors: dict[tuple[str, str | None], FaceDetector] = {}
         super().__init__(*args, **kwargs)
 
+    def _get_detector(self, name: str, model_path: str | os.PathLike | None = None) -> FaceDetector:
+        key = (name, None if model_path is None else str(model_path))
+        if key not in self._detectors:  # built once per pipeline: dlib and YuNet take time to load
+            self._detectors[key] = create_face_detector(name, model_path=model_path)
+        return self._detectors[key]
+
     def _sanitize_parameters(self, detector=None, detector_model=None, boxes=None, **kwargs):
-        if detector is not None or detector_model is not None:
-            name = detector if detector is not None else "yunet"
-            self._detector = name if isinstance(name, FaceDetector) else create_face_detector(name, detector_model)
-        preprocess_params = {} if boxes is None else {"boxes": boxes}
+        preprocess_params: dict[str, Any] = {} if boxes is None else {"boxes": boxes}
+        if isinstance(detector, FaceDetector):
+            preprocess_params["detector"] = detector
+        elif detector is not None or detector_model is not None:
+            preprocess_params["detector"] = self._get_detector(detector or "yunet", detector_model)
         return preprocess_params, {}, {}
 
-    @property
-    def detector(self) -> FaceDetector:
-        if self._detector is None:
-            self._detector = create_face_detector(default_detector_name(self.image_processor))
-        return self._detector
-
-    def preprocess(self, image, boxes=None):
+    def preprocess(self, image, boxes=None, detector=None):
+        if detector is None:
+            detector = self._get_detector(default_detector_name(self.image_processor))
         image = load_image(image)
-        detections, crops, source = locate_faces(image, self.detector, self.image_processor, boxes)
+        detections, crops, source = locate_faces(image, detector, self.image_processor, boxes)
         inputs: dict[str, Any] = {"detections": detections, "size": image.size, "box_source": source}
         if crops:
             inputs["pixel_values"] = self.image_processor(crops, return_tensors="pt")["pixel_values"]
