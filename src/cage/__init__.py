@@ -22,6 +22,16 @@ CageConfig.register_for_auto_class()
 CageForExpressionInference.register_for_auto_class("AutoModel")
 CageImageProcessor.register_for_auto_class("AutoImageProcessor")
 
+
+def __getattr__(name: str):
+    # Lazy, so that `import cage` stays light: `cage.ExpressionAnalyzer` is the documented Python API.
+    if name == "ExpressionAnalyzer":
+        from .inference.api import ExpressionAnalyzer
+
+        return ExpressionAnalyzer
+    raise AttributeError(f"module 'cage' has no attribute {name!r}")
+
+
 __all__ = [
     "AFFECTNET7_LABELS",
     "AFFECTNET8_LABELS",
@@ -30,4 +40,5 @@ __all__ = [
     "CageForExpressionInference",
     "CageImageProcessor",
     "CageOutput",
+    "ExpressionAnalyzer",
 ]

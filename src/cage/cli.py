@@ -1,28 +1,29 @@
 """The ``cage`` command line: a thin layer over library functions that the tests also call.
 
     cage init-model DIR [--backbone NAME] [--image-size N] [--labels affectnet8|affectnet7|emotic]
-    cage predict IMAGE... --model DIR_OR_REPO [--format json|jsonl|csv] [--detector dlib|none]
+    cage predict INPUT... --model DIR_OR_REPO [--format json|jsonl|csv] [--detector dlib|yunet|none] ...
+    cage webcam --model DIR_OR_REPO [--camera 0] ...
+    cage prepare affectnet|emotic ROOT --out DIR [...]   (cage.data)
     cage train --data DIR --output-dir OUT [...]          (cage.training)
     cage evaluate --model M --data DIR [--split test]     (cage.evaluation)
+    cage push MODEL_DIR --repo-id ID [--dry-run DIR]      (cage.hub)
+    cage convert-authors-checkpoint model.pt --variant V --out DIR   (cage.hub)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 
 from .data.cli import add_prepare_parser
 from .evaluation.cli import add_evaluate_parser
 from .hub import cli as hub_cli
+from .inference.cli import add_predict_parser, add_webcam_parser
 from .training.cli import add_train_parser
 
 EXIT_OK = 0
-EXIT_INPUT_ERRORS = 1  # some inputs could not be processed; the others were
-EXIT_USAGE = 2
 
 
 def _add_init_model(subparsers: argparse._SubParsersAction) -> None:
@@ -56,55 +57,6 @@ def _run_init_model(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_predict(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "predict",
-        help="expression, valence and arousal for every face in images",
-        description="Detect the faces in each image, crop them as the model was trained, and print per image "
-        "a list of faces: box [x, y, w, h] (pixels of the original image), expression, probabilities, "
-        "valence and arousal (clamped to [-1, 1]). Unreadable files are reported by name; the others are "
-        "still processed and the exit code is 1.",
-    )
-    parser.add_argument("images", nargs="+", help="image files")
-    parser.add_argument("--model", required=True, help="model folder or Hub repo id")
-    parser.add_argument("--format", default="json", choices=["json", "jsonl"], help="output format")
-    parser.add_argument(
-        "--detector", default=None, choices=["dlib", "none"], help="face detector; none = inputs are face crops"
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--batch-size", type=int, default=32, help="face crops per forward pass")
-    parser.set_defaults(handler=_run_predict)
-
-
-def _run_predict(args: argparse.Namespace) -> int:
-    from .inference import ModelLoadError, load_analyzer, predict_paths
-
-    try:
-        analyzer = load_analyzer(args.model, detector=args.detector, device=args.device, batch_size=args.batch_size)
-    except (ModelLoadError, ValueError, ImportError) as error:
-        print(f"cage predict: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    started = time.perf_counter()
-    results, failures, faces = [], 0, 0
-    for result in predict_paths(analyzer, args.images):
-        if result.error:
-            failures += 1
-            print(f"cage predict: error: {result.error}", file=sys.stderr)
-        faces += len(result.faces)
-        if args.format == "jsonl":
-            print(json.dumps(result.to_dict()), flush=True)
-        else:
-            results.append(result.to_dict())
-    if args.format == "json":
-        print(json.dumps(results, indent=2))
-    elapsed = time.perf_counter() - started
-    print(
-        f"cage predict: {len(args.images)} images, {faces} faces, {failures} failed, {elapsed:.1f} s",
-        file=sys.stderr,
-    )
-    return EXIT_INPUT_ERRORS if failures else EXIT_OK
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cage", description="CAGE facial expression, valence and arousal inference (Hugging Face models)."
@@ -112,12 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_init_model(subparsers)
-    _add_predict(subparsers)
+    add_predict_parser(subparsers)
+    add_webcam_parser(subparsers)
     add_prepare_parser(subparsers)
-    hub_cli.add_push_command(subparsers)
-    hub_cli.add_convert_authors_checkpoint_command(subparsers)
     add_train_parser(subparsers)
     add_evaluate_parser(subparsers)
+    hub_cli.add_push_command(subparsers)
+    hub_cli.add_convert_authors_checkpoint_command(subparsers)
     return parser
 
 

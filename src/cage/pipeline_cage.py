@@ -1,7 +1,11 @@
 """From whole images to per-face predictions: detect, crop, batch, run the model, read the outputs.
 
-Self-contained (imports only its flat siblings) so that it can travel with a saved model as remote code;
-the CLI, the Python API and the Space all build on [`FaceExpressionAnalyzer`].
+Self-contained (imports only its flat siblings) so that it travels with every saved model as remote code:
+``transformers.pipeline(model=folder_or_repo, trust_remote_code=True)`` builds [`FaceExpressionPipeline`]
+(custom task ``facial-expression-inference``, recorded under ``custom_pipelines`` in ``config.json``).
+The CLI, the Python API (``cage.ExpressionAnalyzer``) and the Space build on [`FaceExpressionAnalyzer`];
+both classes locate faces with [`locate_faces`] and read outputs with [`face_records`], so they return the
+same records.
 
 Label names, output layout (categories first, then ``config.regression_targets``), single/multi-label
 and the crop policy are read from the saved config and processor, never from literals here.
@@ -9,14 +13,23 @@ and the crop policy are read from the saved config and processor, never from lit
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+from transformers import AutoModel, Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .face_detection_cage import FaceDetection, FaceDetector, WholeImageDetector, create_face_detector
 from .image_processing_cage import to_rgb
+
+TASK = "facial-expression-inference"
+
+ImageInput = Any  # PIL.Image.Image | str | os.PathLike | np.ndarray (RGB)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -39,6 +52,78 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return device
 
 
+def read_image(path: str | os.PathLike) -> Image.Image:
+    """Open and fully decode an image file (lazy decoding would hide truncation until later).
+
+    Raises:
+        OSError: the file is missing, empty, not an image, or truncated; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise OSError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise OSError(f"{path}: empty file")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise OSError(f"{path}: cannot read image ({error})") from error
+
+
+def array_to_image(array: np.ndarray) -> Image.Image:
+    """An RGB PIL image from a NumPy image in RGB order.
+
+    Accepts ``(H, W)`` grayscale, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA (alpha dropped), of dtype uint8,
+    uint16 (scaled from 0..65535) or float in [0, 1]. OpenCV frames are BGR: use [`bgr_to_rgb`] first
+    (or ``FaceExpressionAnalyzer.predict_bgr``).
+
+    Raises:
+        ValueError: another shape or dtype.
+    """
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ValueError(f"expected an image array of shape (H, W), (H, W, 3) or (H, W, 4); got {array.shape}")
+    if array.dtype == np.uint16:
+        array = np.round(array / 257.0).astype(np.uint8)
+    elif np.issubdtype(array.dtype, np.floating):
+        array = np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        raise ValueError(f"expected a uint8, uint16 or float image array; got dtype {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 4:
+        array = array[:, :, :3]
+    image = Image.fromarray(np.ascontiguousarray(array))
+    return image.convert("RGB")
+
+
+def bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
+    """Reorder an OpenCV ``(H, W, 3)`` BGR or ``(H, W, 4)`` BGRA frame to RGB; ``(H, W)`` gray is returned as is."""
+    frame = np.asarray(frame)
+    if frame.ndim == 3 and frame.shape[2] in (3, 4):
+        return np.ascontiguousarray(frame[:, :, 2::-1])
+    return frame
+
+
+def load_image(image: ImageInput) -> Image.Image:
+    """Any supported input as an upright (EXIF applied) 8-bit RGB PIL image.
+
+    Args:
+        image: a PIL image of any mode, a file path, or a NumPy array in RGB order (see [`array_to_image`]).
+
+    Raises:
+        OSError: unreadable file (named in the message). ValueError: unsupported array. TypeError: other types.
+    """
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    if isinstance(image, (str, os.PathLike)):
+        return to_rgb(read_image(image))
+    if isinstance(image, np.ndarray):
+        return array_to_image(image)
+    raise TypeError(f"expected a PIL image, a file path or an RGB NumPy array; got {type(image).__name__}")
+
+
 def outputs_to_records(logits: torch.Tensor, regression: torch.Tensor, config: Any) -> list[dict[str, Any]]:
     """Turn model outputs into one dict per row.
 
@@ -50,11 +135,11 @@ def outputs_to_records(logits: torch.Tensor, regression: torch.Tensor, config: A
     Returns:
         Per row: ``expression`` (top label), ``probabilities`` (label -> probability: softmax for single-label
         models, independent sigmoids for multi-label models), and one float per regression target
-        (``valence``, ``arousal``[, ``dominance``]) clamped to [-1, 1]; multi-label models also give
-        ``categories``, the labels with probability >= 0.5.
+        (``valence``, ``arousal``[, ``dominance``]) clamped to [-1, 1] (the model output keeps the raw values);
+        multi-label models also give ``categories``, the labels with probability >= 0.5.
     """
-    logits = logits.float().cpu()
-    regression = regression.float().cpu().clamp(-1.0, 1.0)
+    logits = torch.as_tensor(logits).float().cpu()
+    regression = torch.as_tensor(regression).float().cpu().clamp(-1.0, 1.0)
     probabilities = logits.sigmoid() if config.multi_label else logits.softmax(dim=-1)
     labels = [config.id2label[i] for i in range(logits.shape[-1])]
     records = []
@@ -72,35 +157,118 @@ def outputs_to_records(logits: torch.Tensor, regression: torch.Tensor, config: A
     return records
 
 
+def default_detector_name(image_processor: Any) -> str:
+    """``"none"`` (whole image) for body (EMOTIC) crop policies, ``"dlib"`` for face models."""
+    return "none" if getattr(image_processor, "crop_target", "face") == "body" else "dlib"
+
+
+def locate_faces(
+    image: Image.Image,
+    detector: FaceDetector,
+    image_processor: Any,
+    boxes: Sequence[Sequence[float]] | None = None,
+) -> tuple[list[FaceDetection], list[Image.Image], str]:
+    """Faces (or persons) of an RGB image and their crops, per the processor's saved crop policy.
+
+    Args:
+        image: upright RGB PIL image.
+        detector: used unless ``boxes`` is given.
+        image_processor: a ``CageImageProcessor`` (its ``crop`` applies the square box, margin and padding).
+        boxes: optional ``(x, y, w, h)`` boxes in pixels of ``image`` (e.g. EMOTIC person boxes).
+
+    Returns:
+        ``(detections, crops, box_source)``: ``box_source`` is ``"user"`` for given boxes, ``"image"`` when
+        the whole image is the crop (``detector`` none: taken as is, no margin or padding), else the
+        detector's name.
+    """
+    if boxes is not None:
+        detections = [FaceDetection(box=tuple(float(v) for v in box), score=1.0) for box in boxes]
+        for detection in detections:
+            if len(detection.box) != 4 or detection.box[2] <= 0 or detection.box[3] <= 0:
+                raise ValueError(f"box {list(detection.box)} is not (x, y, w, h) with w, h > 0")
+        return detections, [image_processor.crop(image, d.box) for d in detections], "user"
+    detections = detector.detect(image)
+    if isinstance(detector, WholeImageDetector):
+        return detections, [image for _ in detections], "image"
+    return detections, [image_processor.crop(image, d.box) for d in detections], detector.name
+
+
+def face_records(
+    detections: Sequence[FaceDetection],
+    predictions: Sequence[dict[str, Any]],
+    image_size: tuple[int, int],
+    crop_target: str,
+    box_source: str,
+) -> list[dict[str, Any]]:
+    """Merge detections with [`outputs_to_records`] rows into the face records every entry point returns.
+
+    Each record: ``box`` ``[x, y, w, h]`` (integer pixels of the upright original image, clipped to it),
+    ``score`` (detector confidence), ``crop`` (``"face"`` or ``"body"``: what the model was trained on),
+    ``box_source`` (detector name, ``"image"`` or ``"user"``), then the prediction fields.
+    """
+    width, height = image_size
+    records = []
+    for detection, prediction in zip(detections, predictions):
+        record = {
+            "box": list(detection.clipped_box(width, height)),
+            "score": round(detection.score, 4),
+            "crop": crop_target,
+            "box_source": box_source,
+        }
+        record.update(prediction)
+        records.append(record)
+    return records
+
+
+def _run_model(model: Any, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    outputs = model(pixel_values=pixel_values)
+    return outputs.logits, outputs.regression
+
+
 class FaceExpressionAnalyzer:
     """Detect faces (or take given boxes), crop them by the saved crop policy, and predict in batches.
 
     Args:
-        model: a ``CageForExpressionInference`` (local class or remote code).
+        model: a ``CageForExpressionInference`` (local class or remote code), or any object with a
+            ``config`` (``id2label``, ``multi_label``, ``regression_targets``) that, called as
+            ``model(pixel_values=...)`` with a float32 ``(B, 3, H, W)`` tensor, returns an object with
+            ``logits`` ``(B, num_labels)`` and ``regression`` ``(B, R)`` (e.g. an ONNX Runtime runner).
+            Torch modules are moved to ``device`` and put in eval mode; other objects are used as given
+            and receive CPU tensors.
         image_processor: its ``CageImageProcessor``.
-        detector: a face detector, a detector name (``"dlib"``, ``"none"``) or ``None`` for the default:
-            ``"dlib"`` for face models, whole images for body (EMOTIC) models.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` or a ``torch.device``.
+        detector: a face detector, a detector name (``"dlib"``, ``"yunet"``, ``"none"``) or ``None`` for the
+            default: ``"dlib"`` for face models, whole images for body (EMOTIC) models.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a ``torch.device``.
         batch_size: number of crops per forward pass, across faces and images.
+        detector_model: model file of the detector (YuNet's ONNX file), when ``detector`` is a name.
+
+    Raises:
+        ValueError: ``batch_size`` < 1, unknown detector or unavailable device.
+        ImportError, FileNotFoundError: the detector's package or model file is missing (see
+            ``create_face_detector``).
     """
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: Any,
         image_processor: Any,
         detector: FaceDetector | str | None = None,
         device: str | torch.device | None = "auto",
         batch_size: int = 32,
+        detector_model: str | os.PathLike | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        self.is_torch = isinstance(model, torch.nn.Module)
+        self.model = model.to(self.device).eval() if self.is_torch else model
         self.image_processor = image_processor
         self.crop_target = getattr(image_processor, "crop_target", "face")
         if detector is None:
-            detector = "none" if self.crop_target == "body" else "dlib"
-        self.detector = create_face_detector(detector) if isinstance(detector, str) else detector
+            detector = default_detector_name(image_processor)
+        if isinstance(detector, str):
+            detector = create_face_detector(detector, model_path=detector_model)
+        self.detector = detector
         self.batch_size = int(batch_size)
 
     @property
@@ -113,58 +281,150 @@ class FaceExpressionAnalyzer:
 
     @torch.inference_mode()
     def predict_crops(self, crops: Sequence[Image.Image]) -> list[dict[str, Any]]:
-        """Predict on already-cropped RGB faces (or persons); one record per crop, in order."""
+        """Predict on already-cropped RGB faces (or persons); one record per crop, in order (see
+        [`outputs_to_records`]); ``batch_size`` crops per forward pass."""
         records: list[dict[str, Any]] = []
         for start in range(0, len(crops), self.batch_size):
-            batch = self.image_processor(list(crops[start : start + self.batch_size]), return_tensors="pt")
-            outputs = self.model(pixel_values=batch["pixel_values"].to(self.device))
-            records.extend(outputs_to_records(outputs.logits, outputs.regression, self.config))
+            pixel_values = self.image_processor(list(crops[start : start + self.batch_size]), return_tensors="pt")[
+                "pixel_values"
+            ]
+            if self.is_torch:
+                pixel_values = pixel_values.to(self.device)
+            logits, regression = _run_model(self.model, pixel_values)
+            records.extend(outputs_to_records(logits, regression, self.config))
         return records
 
     def analyze(
         self,
-        images: Sequence[Image.Image],
+        images: Sequence[ImageInput],
         boxes: Sequence[Sequence[Sequence[float]] | None] | None = None,
     ) -> list[list[dict[str, Any]]]:
         """Predict every face of every image, batching crops across images.
 
         Args:
-            images: PIL images of any mode; EXIF orientation is applied and they are converted to RGB.
+            images: PIL images of any mode (EXIF orientation applied, converted to RGB), file paths, or RGB
+                NumPy arrays (see [`load_image`]).
             boxes: optional per-image lists of ``(x, y, w, h)`` boxes (pixels of the upright image) to use
                 instead of detection (e.g. EMOTIC person boxes); ``None`` entries fall back to detection.
 
         Returns:
-            Per image, a list of face records, left to right: ``box`` ``[x, y, w, h]`` (integer pixels of the
-            upright original image, clipped to it), ``score`` (detector confidence), ``crop`` (``"face"`` or
-            ``"body"``), then the fields of [`outputs_to_records`]. An image without a face gives ``[]``.
+            Per image, a list of face records, left to right (see [`face_records`]); ``[]`` without a face.
+
+        Raises:
+            OSError: a path cannot be read (the message names it); ValueError/TypeError: unsupported input.
         """
-        rgb_images = [to_rgb(image) for image in images]
-        located: list[tuple[int, FaceDetection]] = []
+        rgb_images = [load_image(image) for image in images]
+        located = []
         crops: list[Image.Image] = []
         for index, image in enumerate(rgb_images):
             given = boxes[index] if boxes is not None else None
-            if given is not None:
-                detections = [FaceDetection(box=tuple(float(v) for v in box), score=1.0) for box in given]
-            else:
-                detections = self.detect(image)
-            for detection in detections:
-                located.append((index, detection))
-                if isinstance(self.detector, WholeImageDetector) and given is None:
-                    crops.append(image)  # already a crop: no margin, no padding
-                else:
-                    crops.append(self.image_processor.crop(image, detection.box))
+            detections, image_crops, source = locate_faces(image, self.detector, self.image_processor, given)
+            located.append((detections, len(crops), source))
+            crops.extend(image_crops)
         predictions = self.predict_crops(crops)
-        results: list[list[dict[str, Any]]] = [[] for _ in rgb_images]
-        for (index, detection), prediction in zip(located, predictions):
-            image = rgb_images[index]
-            record = {
-                "box": list(detection.clipped_box(image.width, image.height)),
-                "score": round(detection.score, 4),
-                "crop": self.crop_target,
-            }
-            record.update(prediction)
-            results[index].append(record)
+        results = []
+        for image, (detections, start, source) in zip(rgb_images, located):
+            rows = predictions[start : start + len(detections)]
+            results.append(face_records(detections, rows, image.size, self.crop_target, source))
         return results
 
+    def predict(self, image: ImageInput | list[ImageInput], boxes: Sequence[Sequence[float]] | None = None) -> Any:
+        """Face records for one image (a list, left to right) or for a list of images (a list of such lists).
 
-__all__ = ["FaceExpressionAnalyzer", "outputs_to_records", "resolve_device"]
+        Args:
+            image: a PIL image, a file path or an RGB NumPy array ``(H, W, 3)`` uint8 — or a list of them.
+                For OpenCV (BGR) frames use [`predict_bgr`].
+            boxes: for a single image, optional ``(x, y, w, h)`` boxes to use instead of detection.
+        """
+        if isinstance(image, list):
+            return self.analyze(image)
+        return self.analyze([image], None if boxes is None else [boxes])[0]
+
+    def predict_bgr(self, frame: np.ndarray, boxes: Sequence[Sequence[float]] | None = None) -> list[dict[str, Any]]:
+        """Face records for an OpenCV frame: ``(H, W, 3)`` BGR (or BGRA, or gray) uint8, as ``cv2.imread`` and
+        ``cv2.VideoCapture.read`` return it. The channels are reordered to RGB before anything else."""
+        return self.predict(bgr_to_rgb(frame), boxes=boxes)
+
+
+class FaceExpressionPipeline(Pipeline):
+    """transformers pipeline for task ``facial-expression-inference``: image in, one record per face out.
+
+    ``pipeline(model=folder_or_repo, trust_remote_code=True)`` builds it from the code saved with the model.
+    Call it with a PIL image, a file path or an RGB NumPy array (or a list of them); it returns, per image,
+    the same face records as ``cage predict`` and [`FaceExpressionAnalyzer`] (see [`face_records`]).
+
+    Keyword arguments (at construction or per call):
+        detector: ``"dlib"``, ``"yunet"``, ``"none"`` or a ``FaceDetector``; default by the crop policy.
+        detector_model: the detector's model file (YuNet's ONNX file).
+        boxes: per call, ``(x, y, w, h)`` boxes to use instead of detection (one image at a time).
+
+    The faces of one image form one forward pass; use ``cage.ExpressionAnalyzer`` for batches across images.
+    """
+
+    _load_processor = False
+    _load_image_processor = True
+    _load_feature_extractor = False
+    _load_tokenizer = False
+    _load_video_processor = False
+
+    def __init__(self, *args, **kwargs):
+        self._detectors: dict[tuple[str, str | None], FaceDetector] = {}
+        super().__init__(*args, **kwargs)
+
+    def _get_detector(self, name: str, model_path: str | os.PathLike | None = None) -> FaceDetector:
+        key = (name, None if model_path is None else str(model_path))
+        if key not in self._detectors:  # built once per pipeline: dlib and YuNet take time to load
+            self._detectors[key] = create_face_detector(name, model_path=model_path)
+        return self._detectors[key]
+
+    def _sanitize_parameters(self, detector=None, detector_model=None, boxes=None, **kwargs):
+        preprocess_params: dict[str, Any] = {} if boxes is None else {"boxes": boxes}
+        if isinstance(detector, FaceDetector):
+            preprocess_params["detector"] = detector
+        elif detector is not None or detector_model is not None:
+            preprocess_params["detector"] = self._get_detector(detector or "yunet", detector_model)
+        return preprocess_params, {}, {}
+
+    def preprocess(self, image, boxes=None, detector=None):
+        if detector is None:
+            detector = self._get_detector(default_detector_name(self.image_processor))
+        image = load_image(image)
+        detections, crops, source = locate_faces(image, detector, self.image_processor, boxes)
+        inputs: dict[str, Any] = {"detections": detections, "size": image.size, "box_source": source}
+        if crops:
+            inputs["pixel_values"] = self.image_processor(crops, return_tensors="pt")["pixel_values"]
+        return inputs
+
+    def _forward(self, model_inputs):
+        outputs = dict(model_inputs)
+        if "pixel_values" in model_inputs:
+            outputs["logits"], outputs["regression"] = _run_model(self.model, model_inputs.pop("pixel_values"))
+            outputs.pop("pixel_values")
+        return outputs
+
+    def postprocess(self, model_outputs):
+        predictions = []
+        if "logits" in model_outputs:
+            predictions = outputs_to_records(model_outputs["logits"], model_outputs["regression"], self.model.config)
+        crop_target = getattr(self.image_processor, "crop_target", "face")
+        return face_records(
+            model_outputs["detections"], predictions, model_outputs["size"], crop_target, model_outputs["box_source"]
+        )
+
+
+PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=FaceExpressionPipeline, pt_model=AutoModel, type="image")
+
+
+__all__ = [
+    "TASK",
+    "FaceExpressionAnalyzer",
+    "FaceExpressionPipeline",
+    "array_to_image",
+    "bgr_to_rgb",
+    "face_records",
+    "load_image",
+    "locate_faces",
+    "outputs_to_records",
+    "read_image",
+    "resolve_device",
+]

@@ -63,8 +63,16 @@ def load_model_and_processor(model: str | Path, device: Any = None) -> tuple[Any
 
 
 def load_analyzer(
-    model: str | Path, detector: str | None = None, device: str = "auto", batch_size: int = 32
+    model: str | Path,
+    detector: str | None = None,
+    device: str = "auto",
+    batch_size: int = 32,
+    detector_model: str | os.PathLike | None = None,
 ) -> FaceExpressionAnalyzer:
-    """A [`FaceExpressionAnalyzer`] for ``model``; see [`load_model_and_processor`] for the errors."""
-    network, processor = load_model_and_processor(model)
-    return FaceExpressionAnalyzer(network, processor, detector=detector, device=device, batch_size=batch_size)
+    """A [`FaceExpressionAnalyzer`] for ``model``; see [`load_model_and_processor`] and
+    ``face_detection_cage.create_face_detector`` for the errors."""
+    from .api import ExpressionAnalyzer
+
+    return ExpressionAnalyzer.from_pretrained(
+        model, detector=detector, device=device, batch_size=batch_size, detector_model=detector_model
+    )

@@ -1,81 +1,225 @@
-"""Predict on image files: one result per file, unreadable files reported by name, never fatal."""
+"""Predict on files, folders and videos: one result per image or sampled frame, failures reported, never fatal."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ..pipeline_cage import FaceExpressionAnalyzer
+from ..image_processing_cage import to_rgb
+from ..pipeline_cage import FaceExpressionAnalyzer, read_image
+from .sources import InputFile, expand_inputs, iter_video_frames
+
+__all__ = ["ImageResult", "load_boxes", "predict_inputs", "predict_paths", "predict_video", "read_image"]
+
+Boxes = Mapping[str, Sequence[Sequence[float]]]
 
 
 @dataclass
 class ImageResult:
-    """Predictions for one input file.
+    """Predictions for one image file or one sampled video frame.
 
     Attributes:
-        file: the path as given.
-        faces: one record per face (see ``FaceExpressionAnalyzer.analyze``); empty when no face was found.
-        error: ``None``, or why the file could not be processed (missing, not an image, truncated...).
+        file: the path as given (or as found in a folder given).
+        faces: one record per face, left to right (see ``pipeline_cage.face_records``); ``[]`` without a face.
+        error: ``None``, or why the input could not be processed (missing, empty, not an image, truncated...).
+        frame: for videos, the 0-based frame index in the file.
+        time_s: for videos, the frame's time in seconds (frame / the video's frame rate).
     """
 
     file: str
     faces: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    frame: int | None = None
+    time_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        record: dict[str, Any] = {"file": self.file, "faces": self.faces}
+        record: dict[str, Any] = {"file": self.file}
+        if self.frame is not None:
+            record["frame"] = self.frame
+            record["time_s"] = self.time_s
+        record["faces"] = self.faces
         if self.error is not None:
             record["error"] = self.error
         return record
 
 
-def read_image(path: str | Path) -> Image.Image:
-    """Open and fully decode an image file.
+def load_boxes(path: str | os.PathLike) -> dict[str, list[list[float]]]:
+    """Read user boxes (e.g. EMOTIC person boxes): ``{"image path or file name": [[x, y, w, h], ...], ...}``.
+
+    Boxes are in pixels of the upright (EXIF-applied) image. An image matches a key equal to its path as
+    given, or to its file name.
 
     Raises:
-        OSError: the file is missing, unreadable, not an image, or truncated; the message names the file.
+        ValueError: the file is not such a JSON object; the message names the file and the bad entry.
+        OSError: the file cannot be read.
     """
     path = Path(path)
-    if not path.is_file():
-        raise OSError(f"{path}: no such file")
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
-        raise OSError(f"{path}: cannot read image ({error})") from error
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object mapping image paths to lists of [x, y, w, h] boxes")
+    boxes: dict[str, list[list[float]]] = {}
+    for key, value in data.items():
+        ok = isinstance(value, list) and all(
+            isinstance(b, list)
+            and len(b) == 4
+            and all(isinstance(v, (int, float)) for v in b)
+            and b[2] > 0
+            and b[3] > 0
+            for b in value
+        )
+        if not ok:
+            raise ValueError(f"{path}: entry {key!r} must be a list of [x, y, w, h] boxes with w, h > 0")
+        boxes[key] = [[float(v) for v in b] for b in value]
+    return boxes
 
 
-def predict_paths(
-    analyzer: FaceExpressionAnalyzer, paths: Iterable[str | Path], images_per_batch: int = 8
-) -> Iterator[ImageResult]:
-    """Yield an [`ImageResult`] per path, in order; unreadable files yield a result with ``error`` set.
+def _boxes_for(boxes: Boxes | None, name: str) -> Sequence[Sequence[float]] | None:
+    if not boxes:
+        return None
+    if name in boxes:
+        return boxes[name]
+    return boxes.get(Path(name).name)
 
-    Images are read ``images_per_batch`` at a time and their faces predicted together.
+
+def _iter_with_images(
+    analyzer: FaceExpressionAnalyzer,
+    items: Iterable[tuple[str, Image.Image | None, str | None, dict[str, Any]]],
+    images_per_batch: int,
+    boxes: Boxes | None = None,
+) -> Iterator[tuple[ImageResult, Image.Image | None]]:
+    """Batch ``(name, image or None, error, extra fields)`` items through the analyzer, preserving order.
+
+    An analyzer failure on one batch (e.g. a malformed user box) is retried image by image so that only the
+    bad image is reported.
     """
-    pending: list[tuple[str, Image.Image]] = []
+    pending: list[tuple[str, Image.Image, dict[str, Any]]] = []
 
-    def flush() -> Iterator[ImageResult]:
+    def run(batch):
+        faces = analyzer.analyze([image for _, image, _ in batch], [_boxes_for(boxes, n) for n, _, _ in batch])
+        return [(ImageResult(file=n, faces=f, **extra), image) for (n, image, extra), f in zip(batch, faces)]
+
+    def flush() -> Iterator[tuple[ImageResult, Image.Image | None]]:
         if not pending:
             return
-        faces = analyzer.analyze([image for _, image in pending])
-        for (name, _), image_faces in zip(pending, faces):
-            yield ImageResult(file=name, faces=image_faces)
-        pending.clear()
-
-    for path in paths:
-        name = str(path)
         try:
-            image = read_image(path)
-        except OSError as error:
+            done = run(pending)
+        except (ValueError, OSError) as error:
+            if len(pending) == 1:
+                name, image, extra = pending[0]
+                done = [(ImageResult(file=name, error=f"{name}: {error}", **extra), image)]
+            else:
+                done = []
+                for one in pending:
+                    pending_one = [one]
+                    try:
+                        done.extend(run(pending_one))
+                    except (ValueError, OSError) as one_error:
+                        done.append((ImageResult(file=one[0], error=f"{one[0]}: {one_error}", **one[2]), one[1]))
+        pending.clear()
+        yield from done
+
+    for name, image, error, extra in items:
+        if error is not None:
             yield from flush()
-            yield ImageResult(file=name, error=str(error))
+            yield ImageResult(file=name, error=error, **extra), None
             continue
-        pending.append((name, image))
+        pending.append((name, image, extra))
         if len(pending) >= images_per_batch:
             yield from flush()
     yield from flush()
+
+
+def _image_items(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, Image.Image | None, str | None, dict]]:
+    for path in paths:
+        name = str(path)
+        try:
+            yield name, to_rgb(read_image(path)), None, {}
+        except OSError as error:
+            yield name, None, str(error), {}
+
+
+def predict_paths(
+    analyzer: FaceExpressionAnalyzer,
+    paths: Iterable[str | os.PathLike],
+    images_per_batch: int = 8,
+    boxes: Boxes | None = None,
+) -> Iterator[ImageResult]:
+    """Yield an [`ImageResult`] per image path, in order; unreadable files yield a result with ``error`` set.
+
+    Images are read ``images_per_batch`` at a time and their faces predicted together (``analyzer.batch_size``
+    crops per forward pass). ``boxes`` (see [`load_boxes`]) replace detection for the images they name.
+    """
+    for result, _ in _iter_with_images(analyzer, _image_items(paths), images_per_batch, boxes):
+        yield result
+
+
+def _frame_items(path: str, every: int, fps: float | None):
+    try:
+        for frame in iter_video_frames(path, every=every, fps=fps):
+            yield path, frame.image, None, {"frame": frame.index, "time_s": frame.time_s}
+    except (OSError, ValueError) as error:
+        yield path, None, str(error), {}
+
+
+def predict_video(
+    analyzer: FaceExpressionAnalyzer,
+    path: str | os.PathLike,
+    every: int = 1,
+    fps: float | None = None,
+    images_per_batch: int = 8,
+) -> Iterator[ImageResult]:
+    """Yield an [`ImageResult`] (with ``frame`` and ``time_s``) per sampled frame of a video, streaming.
+
+    At most ``images_per_batch`` decoded frames are held at a time, whatever the video's length. A video
+    that cannot be opened yields one result with ``error`` set. See ``sources.iter_video_frames`` for
+    ``every``/``fps``.
+    """
+    for result, _ in _iter_with_images(analyzer, _frame_items(str(path), every, fps), images_per_batch):
+        yield result
+
+
+def iter_input_results(
+    analyzer: FaceExpressionAnalyzer,
+    files: Sequence[InputFile],
+    every: int = 1,
+    fps: float | None = None,
+    images_per_batch: int = 8,
+    boxes: Boxes | None = None,
+) -> Iterator[tuple[ImageResult, Image.Image | None]]:
+    """Results with their decoded RGB images (``None`` on error), for writers that annotate."""
+
+    def items():
+        for item in files:
+            if item.error is not None:
+                yield item.path, None, item.error, {}
+            elif item.kind == "video":
+                yield from _frame_items(item.path, every, fps)
+            else:
+                yield from _image_items([item.path])
+
+    yield from _iter_with_images(analyzer, items(), images_per_batch, boxes)
+
+
+def predict_inputs(
+    analyzer: FaceExpressionAnalyzer,
+    inputs: Iterable[str | os.PathLike],
+    every: int = 1,
+    fps: float | None = None,
+    images_per_batch: int = 8,
+    boxes: Boxes | None = None,
+) -> Iterator[ImageResult]:
+    """Yield results for files, folders (recursive, sorted) and videos (one result per sampled frame).
+
+    Unreadable or missing inputs yield a result with ``error`` set and never stop the others.
+    """
+    for result, _ in iter_input_results(analyzer, expand_inputs(inputs), every, fps, images_per_batch, boxes):
+        yield result

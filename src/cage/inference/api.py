@@ -1,0 +1,77 @@
+"""The documented Python API: ``cage.ExpressionAnalyzer``.
+
+    from cage import ExpressionAnalyzer
+    analyzer = ExpressionAnalyzer.from_pretrained("path/to/model")   # or a Hub repo id, when online
+    faces = analyzer.predict("photo.jpg")          # also a PIL image or an RGB NumPy array
+    faces = analyzer.predict_bgr(frame)            # an OpenCV BGR frame (cv2.imread, VideoCapture.read)
+    for result in analyzer.predict_video("talk.mp4", every=5):   # streamed, one result per sampled frame
+        ...
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from ..pipeline_cage import FaceExpressionAnalyzer
+
+
+class ExpressionAnalyzer(FaceExpressionAnalyzer):
+    """Expression, valence and arousal for every face in images, frames and videos.
+
+    The same object as ``pipeline_cage.FaceExpressionAnalyzer`` (used by the CLI, the Space and the
+    transformers pipeline), plus loading and video helpers. Methods:
+
+    - ``predict(image)``: a PIL image (any mode, EXIF applied), a file path or an RGB ``(H, W, 3)`` uint8
+      array -> list of face records, left to right; a list of images -> list of such lists.
+    - ``predict_bgr(frame)``: the OpenCV entry point: a BGR ``(H, W, 3)`` uint8 array -> face records.
+    - ``predict_video(path, every=1, fps=None)``: streamed results, one per sampled frame.
+
+    Each face record: ``box`` ``[x, y, w, h]`` (integer pixels of the original image), ``score``, ``crop``
+    (``face``/``body``), ``box_source``, ``expression``, ``probabilities`` (label -> probability, in the
+    model's ``id2label`` order), ``valence`` and ``arousal`` (and ``dominance`` for EMOTIC models) clamped
+    to [-1, 1].
+    """
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike,
+        detector: str | Any | None = None,
+        device: str = "auto",
+        batch_size: int = 32,
+        detector_model: str | os.PathLike | None = None,
+    ) -> ExpressionAnalyzer:
+        """Load a model folder (or Hub repo id, when online) with its processor and a face detector.
+
+        Args:
+            model: folder written by ``cage init-model``/training, or ``owner/name`` on the Hub.
+            detector: ``"dlib"`` (default for face models, offline), ``"yunet"`` (needs ``detector_model`` or
+                the Hub), ``"none"`` (inputs are crops; default for body/EMOTIC models) or a ``FaceDetector``.
+            device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+            batch_size: crops per forward pass.
+            detector_model: YuNet's ONNX file.
+
+        Raises:
+            cage.inference.ModelLoadError: the model cannot be loaded (message says why).
+            ValueError, ImportError, FileNotFoundError: bad device, detector or missing detector files.
+        """
+        from .loading import load_model_and_processor
+
+        network, processor = load_model_and_processor(model)
+        return cls(
+            network, processor, detector=detector, device=device, batch_size=batch_size, detector_model=detector_model
+        )
+
+    def predict_video(self, path: str | os.PathLike, every: int = 1, fps: float | None = None) -> Iterator[Any]:
+        """Stream ``ImageResult``s (``file``, ``frame``, ``time_s``, ``faces``) for the sampled frames of a video.
+
+        See ``cage.inference.sources.iter_video_frames`` for ``every``/``fps``; memory stays bounded.
+        """
+        from .predict import predict_video
+
+        return predict_video(self, path, every=every, fps=fps)
+
+
+__all__ = ["ExpressionAnalyzer"]

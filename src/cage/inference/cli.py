@@ -1,0 +1,222 @@
+"""``cage predict`` and ``cage webcam``: parsers and handlers (the CLI module only registers them).
+
+    cage predict INPUT... --model DIR_OR_REPO [--format json|jsonl|csv] [--output FILE]
+        [--detector dlib|yunet|none] [--detector-model PATH] [--boxes boxes.json]
+        [--device auto|cpu|cuda|mps] [--batch-size N] [--every N | --fps F] [--annotate DIR]
+    cage webcam --model DIR_OR_REPO [--camera 0] [--every N] [--max-frames N] [--annotate DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_INPUT_ERRORS = 1  # some inputs could not be processed; the others were
+EXIT_USAGE = 2
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model folder or Hub repo id")
+    parser.add_argument(
+        "--detector",
+        default=None,
+        choices=["dlib", "yunet", "none"],
+        help="face detector (default: dlib for face models, whole image for body/EMOTIC models); "
+        "none = each input is already a face crop",
+    )
+    parser.add_argument(
+        "--detector-model", default=None, metavar="PATH", help="YuNet ONNX file (face_detection_yunet_2023mar.onnx)"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    parser.add_argument("--batch-size", type=int, default=32, help="face crops per forward pass (default: 32)")
+    parser.add_argument("--every", type=int, default=1, metavar="N", help="video: keep every N-th frame")
+    parser.add_argument("--fps", type=float, default=None, help="video: keep about this many frames per second")
+    parser.add_argument("--annotate", default=None, metavar="DIR", help="write annotated images to DIR")
+
+
+def add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``cage predict``."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="expression, valence and arousal for every face in images, folders and videos",
+        description="Detect the faces in each image (folders: recursively, sorted; videos: streamed frame by "
+        "frame), crop them as the model was trained, and write per image or frame a record with its faces: "
+        "box [x, y, w, h] (pixels of the original image), expression, probabilities, valence and arousal "
+        "(clamped to [-1, 1]). Unreadable files are reported by name; the others are still processed and "
+        "the exit code is 1. A summary line (images, faces, failures, time) goes to stderr.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or video files")
+    _add_model_options(parser)
+    parser.add_argument("--format", default="json", choices=["json", "jsonl", "csv"], help="output format")
+    parser.add_argument("--output", "-o", default=None, metavar="FILE", help="write results here (default: stdout)")
+    parser.add_argument(
+        "--boxes", default=None, metavar="JSON", help='boxes instead of detection: {"image": [[x, y, w, h], ...]}'
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.set_defaults(handler=run_predict)
+
+
+def add_webcam_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``cage webcam``."""
+    parser = subparsers.add_parser(
+        "webcam",
+        help="live expression, valence and arousal from a camera",
+        description="Read frames from a camera (or any stream OpenCV opens) and print one JSON line per analysed "
+        "frame. Stop with Ctrl+C. Exits with code 2 and a message when no camera can be opened.",
+    )
+    parser.add_argument("--camera", default="0", help="camera index, or a stream URL/file (default: 0)")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many analysed frames")
+    _add_model_options(parser)
+    parser.set_defaults(handler=run_webcam)
+
+
+def _load(args: argparse.Namespace, command: str):
+    from . import ModelLoadError, load_analyzer
+
+    if args.batch_size < 1 or args.every < 1 or (args.fps is not None and args.fps <= 0):
+        print(f"cage {command}: --batch-size and --every must be >= 1, --fps > 0", file=sys.stderr)
+        return None
+    try:
+        return load_analyzer(
+            args.model,
+            detector=args.detector,
+            device=args.device,
+            batch_size=args.batch_size,
+            detector_model=args.detector_model,
+        )
+    except (ModelLoadError, ValueError, ImportError, FileNotFoundError, RuntimeError) as error:
+        print(f"cage {command}: {error}", file=sys.stderr)
+        return None
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .output import Annotator, ResultWriter
+    from .predict import iter_input_results, load_boxes
+    from .sources import expand_inputs, sampled_frame_count
+
+    boxes = None
+    if args.boxes is not None:
+        try:
+            boxes = load_boxes(args.boxes)
+        except (OSError, ValueError) as error:
+            print(f"cage predict: {error}", file=sys.stderr)
+            return EXIT_USAGE
+    analyzer = _load(args, "predict")
+    if analyzer is None:
+        return EXIT_USAGE
+    started = time.perf_counter()
+    files = expand_inputs(args.inputs)
+    roots = {f.path: Path(f.root) for f in files if f.root is not None}
+    total = sum(
+        (sampled_frame_count(f.path, args.every, args.fps) or 1) if f.kind == "video" and not f.error else 1
+        for f in files
+    )
+    annotator = Annotator(args.annotate) if args.annotate else None
+    stream = open(args.output, "w", newline="") if args.output else sys.stdout
+    writer = ResultWriter(stream, args.format, analyzer.config)
+    images = faces = failures = 0
+    progress = tqdm(total=total, unit="image", disable=True if args.no_progress else None, delay=2, file=sys.stderr)
+    try:
+        for result, image in iter_input_results(
+            analyzer, files, every=args.every, fps=args.fps, images_per_batch=min(8, args.batch_size), boxes=boxes
+        ):
+            progress.update(1)
+            if result.error:
+                failures += 1
+                progress.write(f"cage predict: error: {result.error}", file=sys.stderr)
+            else:
+                images += 1
+                faces += len(result.faces)
+                if annotator is not None and image is not None:
+                    annotator.save(result, image, roots.get(result.file))
+            writer.write(result)
+    finally:
+        progress.close()
+        writer.close()
+        if stream is not sys.stdout:
+            stream.close()
+    elapsed = time.perf_counter() - started
+    print(
+        f"cage predict: {images + failures} images, {faces} faces, {failures} failed, {elapsed:.1f} s",
+        file=sys.stderr,
+    )
+    return EXIT_INPUT_ERRORS if failures else EXIT_OK
+
+
+def _camera_source(camera: str) -> Any:
+    return int(camera) if camera.isdigit() else camera
+
+
+def run_webcam(args: argparse.Namespace) -> int:
+    import cv2
+
+    from ..pipeline_cage import bgr_to_rgb
+    from .output import Annotator
+    from .predict import ImageResult
+
+    source = _camera_source(args.camera)
+    capture = cv2.VideoCapture(source)
+    if not capture.isOpened():
+        capture.release()
+        print(
+            f"cage webcam: no camera or stream could be opened at {args.camera!r} (none attached, no permission, "
+            "or in use); try --camera 1, or run `cage predict` on a video file",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    analyzer = _load(args, "webcam")
+    if analyzer is None:
+        capture.release()
+        return EXIT_USAGE
+    annotator = Annotator(args.annotate) if args.annotate else None
+    name = f"camera:{args.camera}"
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+    started, index, analysed, faces = time.perf_counter(), 0, 0, 0
+    print("cage webcam: running; press Ctrl+C to stop", file=sys.stderr)
+    try:
+        while args.max_frames is None or analysed < args.max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                print("cage webcam: the camera stopped delivering frames", file=sys.stderr)
+                break
+            if index % args.every == 0 and (args.fps is None or _due(index, fps, args.fps)):
+                rgb = bgr_to_rgb(frame)
+                result = ImageResult(
+                    file=name,
+                    faces=analyzer.predict(rgb),
+                    frame=index,
+                    time_s=round(index / fps, 3) if fps > 0 else round(time.perf_counter() - started, 3),
+                )
+                print(json.dumps(result.to_dict()), flush=True)
+                if annotator is not None:
+                    from PIL import Image
+
+                    annotator.save(result, Image.fromarray(rgb))
+                analysed += 1
+                faces += len(result.faces)
+            index += 1
+    except KeyboardInterrupt:
+        print("cage webcam: stopped", file=sys.stderr)
+    finally:
+        capture.release()
+    elapsed = time.perf_counter() - started
+    print(f"cage webcam: {analysed} frames, {faces} faces, 0 failed, {elapsed:.1f} s", file=sys.stderr)
+    return EXIT_OK
+
+
+def _due(index: int, native_fps: float, fps: float) -> bool:
+    """Whether frame ``index`` starts a new 1/fps interval (every frame when the rate is unknown)."""
+    if native_fps <= 0:
+        return True
+    step = native_fps / fps
+    return int(index / step) != int((index - 1) / step) or index == 0
+
+
+__all__ = ["add_predict_parser", "add_webcam_parser", "run_predict", "run_webcam"]

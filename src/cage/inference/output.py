@@ -1,0 +1,152 @@
+"""Writing results: JSON (streamed array), JSON Lines (one record per image or frame), CSV (one row per face),
+and annotated images (boxes, label, valence/arousal bars)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+from PIL import Image, ImageDraw, ImageFont
+
+from .predict import ImageResult
+
+FORMATS = ("json", "jsonl", "csv")
+
+
+class ResultWriter:
+    """Writes results to ``stream`` as they come; call ``close()`` at the end (JSON needs its closing bracket).
+
+    Formats:
+        ``json``: one JSON array of per-image records ``{"file", ["frame", "time_s"], "faces", ["error"]}``,
+            written record by record (nothing is held back).
+        ``jsonl``: the same records, one per line, flushed per line.
+        ``csv``: one row per face, columns ``file, frame, time_s, face, x, y, w, h, score, crop, box_source,
+            expression, <regression targets>, [categories], p_<label>..., error``; an image without a face
+            or with an error gets one row with the face columns empty, so every input appears.
+    """
+
+    def __init__(self, stream: TextIO, fmt: str, config: Any):
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        self.stream, self.format, self.count = stream, fmt, 0
+        self.labels = [config.id2label[i] for i in range(len(config.id2label))]
+        self.targets = list(config.regression_targets)
+        self.multi_label = bool(config.multi_label)
+        if fmt == "csv":
+            columns = ["file", "frame", "time_s", "face", "x", "y", "w", "h", "score", "crop", "box_source"]
+            columns += ["expression", *self.targets] + (["categories"] if self.multi_label else [])
+            columns += [f"p_{label}" for label in self.labels] + ["error"]
+            self._csv = csv.DictWriter(stream, fieldnames=columns, lineterminator="\n")
+            self._csv.writeheader()
+
+    def write(self, result: ImageResult) -> None:
+        record = result.to_dict()
+        if self.format == "jsonl":
+            self.stream.write(json.dumps(record) + "\n")
+            self.stream.flush()
+        elif self.format == "json":
+            text = "\n".join("  " + line for line in json.dumps(record, indent=2).splitlines())
+            self.stream.write(("[\n" if self.count == 0 else ",\n") + text)
+        else:
+            self._write_csv(result)
+        self.count += 1
+
+    def _write_csv(self, result: ImageResult) -> None:
+        base = {"file": result.file, "frame": result.frame, "time_s": result.time_s, "error": result.error}
+        if not result.faces:
+            self._csv.writerow(base)
+            return
+        for index, face in enumerate(result.faces):
+            row = dict(base, face=index, score=face["score"], crop=face["crop"], box_source=face["box_source"])
+            row.update(zip("xywh", face["box"]))
+            row["expression"] = face["expression"]
+            row.update({t: face[t] for t in self.targets})
+            if self.multi_label:
+                row["categories"] = ";".join(face["categories"])
+            row.update({f"p_{label}": p for label, p in face["probabilities"].items()})
+            self._csv.writerow(row)
+
+    def close(self) -> None:
+        if self.format == "json":
+            self.stream.write("[]\n" if self.count == 0 else "\n]\n")
+        self.stream.flush()
+
+
+def _bar(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, height: int, value: float, name: str, font) -> None:
+    """A horizontal bar centred on zero for ``value`` in [-1, 1]: green right of centre, red left."""
+    draw.rectangle((x, y, x + width, y + height), fill=(40, 40, 40))
+    centre = x + width // 2
+    end = centre + round(value * width / 2)
+    draw.rectangle(
+        (min(centre, end), y, max(centre, end), y + height), fill=(60, 200, 80) if value >= 0 else (220, 60, 60)
+    )
+    draw.line((centre, y, centre, y + height), fill=(255, 255, 255))
+    draw.text((x + 2, y), f"{name[0].upper()} {value:+.2f}", fill=(255, 255, 255), font=font)
+
+
+def annotate(image: Image.Image, faces: list[dict[str, Any]]) -> Image.Image:
+    """A copy of RGB ``image`` with each face's box, expression label and valence/arousal bars drawn."""
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    thickness = max(2, round(max(out.size) / 400))
+    size = max(12, round(max(out.size) / 60))
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    for face in faces:
+        x, y, w, h = face["box"]
+        draw.rectangle((x, y, x + w, y + h), outline=(255, 200, 0), width=thickness)
+        label = f"{face['expression']} {face['probabilities'][face['expression']]:.2f}"
+        text_y = max(0, y - size - 4)
+        draw.rectangle((x, text_y, x + max(w, size * len(label) // 2 + 6), text_y + size + 4), fill=(0, 0, 0))
+        draw.text((x + 3, text_y + 1), label, fill=(255, 255, 255), font=font)
+        bar_height, bar_y = size + 2, y + h + 2
+        for name in ("valence", "arousal", "dominance"):
+            if name in face:
+                _bar(
+                    draw,
+                    x,
+                    min(bar_y, out.height - bar_height - 1),
+                    max(w, 8 * size),
+                    bar_height,
+                    face[name],
+                    name,
+                    font,
+                )
+                bar_y += bar_height + 2
+    return out
+
+
+class Annotator:
+    """Saves annotated copies of the inputs under ``folder``: ``<name>.jpg`` for images (relative paths of
+    folder inputs kept), ``<name>_f<frame>.jpg`` for video frames; clashing names get a numeric suffix."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._used: set[Path] = set()
+
+    def save(self, result: ImageResult, image: Image.Image, relative_to: Path | None = None) -> Path:
+        source = Path(result.file)
+        try:
+            relative = source.relative_to(relative_to) if relative_to is not None else Path(source.name)
+        except ValueError:
+            relative = Path(source.name)
+        stem = relative.with_suffix("")
+        if result.frame is not None:
+            stem = stem.with_name(f"{stem.name}_f{result.frame:06d}")
+        target = self.folder / stem.with_suffix(".jpg")
+        counter = 1
+        while target in self._used:
+            target = self.folder / stem.with_name(f"{stem.name}-{counter}").with_suffix(".jpg")
+            counter += 1
+        self._used.add(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        annotate(image, result.faces).save(target, quality=90)
+        return target
+
+
+__all__ = ["FORMATS", "Annotator", "ResultWriter", "annotate"]
