@@ -154,13 +154,15 @@ REMOTE_SCRIPT = textwrap.dedent(
     import torch
     from PIL import Image
     from safetensors.numpy import save_file
-    from transformers import AutoImageProcessor, AutoModel
+    import json
+    from transformers import AutoImageProcessor, AutoModel, pipeline
 
-    repo, crops_dir, out, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    repo, crops_dir, out, count, photo = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
     model = AutoModel.from_pretrained(repo, trust_remote_code=True).eval()
     processor = AutoImageProcessor.from_pretrained(repo, trust_remote_code=True)
     assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-    # Once the pipeline is registered in saved folders: analyzer = pipeline(model=repo, trust_remote_code=True)
+    faces = pipeline(model=repo, trust_remote_code=True, device="cpu")(photo)
+    open(out + ".json", "w").write(json.dumps(faces))
     crops = [Image.open(f"{crops_dir}/{i}.png") for i in range(count)]
     with torch.no_grad():
         output = model(**processor(crops, return_tensors="pt"))
@@ -201,7 +203,8 @@ def test_staged_repo_loads_by_repo_id_without_cage(staged, tiny_model_dir, tmp_p
            "HF_MODULES_CACHE": str(tmp_path / "modules"), "PATH": "/usr/bin:/bin"}  # fmt: skip
     out = tmp_path / "remote.safetensors"
     completed = subprocess.run(
-        [sys.executable, "-c", REMOTE_SCRIPT, REPO_ID, str(tmp_path), str(out), str(len(crops))],
+        [sys.executable, "-c", REMOTE_SCRIPT, REPO_ID, str(tmp_path), str(out), str(len(crops)),
+         str(face_photo("two_people.jpg"))],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -209,6 +212,16 @@ def test_staged_repo_loads_by_repo_id_without_cage(staged, tiny_model_dir, tmp_p
     np.testing.assert_allclose(remote["logits"], original.logits.numpy(), rtol=0, atol=1e-5)
     np.testing.assert_allclose(remote["regression"], original.regression.numpy(), rtol=0, atol=1e-5)
     assert not np.allclose(remote["logits"][0], remote["logits"][1])  # different faces, different outputs
+    # The transformers pipeline, loaded by repo id as remote code, gives the records of `cage predict`.
+    from cage import ExpressionAnalyzer
+
+    piped = json.loads(Path(str(out) + ".json").read_text())
+    expected = ExpressionAnalyzer.from_pretrained(tiny_model_dir).predict(face_photo("two_people.jpg"))
+    assert len(piped) == len(expected) == 2
+    for got, want in zip(piped, expected):
+        assert got["box"] == want["box"] and got["expression"] == want["expression"]
+        assert got["valence"] == pytest.approx(want["valence"], abs=1e-5)
+        assert got["arousal"] == pytest.approx(want["arousal"], abs=1e-5)
 
 
 def test_offline_push_fails_fast_and_writes_nothing(tiny_model_dir, tmp_path, monkeypatch, capsys):

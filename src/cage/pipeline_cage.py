@@ -136,7 +136,9 @@ def outputs_to_records(logits: torch.Tensor, regression: torch.Tensor, config: A
         Per row: ``expression`` (top label), ``probabilities`` (label -> probability: softmax for single-label
         models, independent sigmoids for multi-label models), and one float per regression target
         (``valence``, ``arousal``[, ``dominance``]) clamped to [-1, 1] (the model output keeps the raw values);
-        multi-label models also give ``categories``, the labels with probability >= 0.5.
+        multi-label models also give ``categories``, the labels with probability >= 0.5. Models without
+        categories (the authors' valence-arousal-only checkpoints, ``num_labels == 0``) give
+        ``expression: None`` and empty ``probabilities``.
     """
     logits = torch.as_tensor(logits).float().cpu()
     regression = torch.as_tensor(regression).float().cpu().clamp(-1.0, 1.0)
@@ -144,9 +146,9 @@ def outputs_to_records(logits: torch.Tensor, regression: torch.Tensor, config: A
     labels = [config.id2label[i] for i in range(logits.shape[-1])]
     records = []
     for row_probabilities, row_regression in zip(probabilities.tolist(), regression.tolist()):
-        best = max(range(len(labels)), key=row_probabilities.__getitem__)
+        best = max(range(len(labels)), key=row_probabilities.__getitem__) if labels else None
         record: dict[str, Any] = {
-            "expression": labels[best],
+            "expression": None if best is None else labels[best],
             "probabilities": {label: round(p, 6) for label, p in zip(labels, row_probabilities)},
         }
         if config.multi_label:
