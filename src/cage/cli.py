@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_init_model(subparsers)
     _add_predict(subparsers)
+    from .runtimes.cli import add_bench_parser, add_export_parser
+
+    add_export_parser(subparsers)
+    add_bench_parser(subparsers)
     return parser
 
 
