@@ -8,6 +8,8 @@
     cage evaluate --model M --data DIR [--split test]     (cage.evaluation)
     cage push MODEL_DIR --repo-id ID [--dry-run DIR]      (cage.hub)
     cage convert-authors-checkpoint model.pt --variant V --out DIR   (cage.hub)
+    cage export onnx MODEL --out FILE [--dynamic-batch]   (cage.runtimes)
+    cage bench [--model DIR]                              (cage.runtimes)
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .data.cli import add_prepare_parser
 from .evaluation.cli import add_evaluate_parser
 from .hub import cli as hub_cli
 from .inference.cli import add_predict_parser, add_webcam_parser
+from .runtimes.cli import add_bench_parser, add_export_parser
 from .training.cli import add_train_parser
 
 EXIT_OK = 0
@@ -71,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(subparsers)
     hub_cli.add_push_command(subparsers)
     hub_cli.add_convert_authors_checkpoint_command(subparsers)
+    add_export_parser(subparsers)
+    add_bench_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,14 @@
+"""Inference benchmark (issue 8): same as `cage bench`.
+
+    python scripts/benchmark.py --output-dir benchmark-results            # untrained MaxViT-T at 224
+    python scripts/benchmark.py --model DIR --batch-sizes 1,32 --rounds 7
+
+Prints a Markdown table (ratios to the authors' implementation first) and writes benchmark.json/.md.
+"""
+
+import sys
+
+from cage.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["bench", *sys.argv[1:]]))
