@@ -112,7 +112,8 @@ def test_same_records_one_by_one_as_folder_and_through_transformers_pipeline(
     width = Image.open(photo_dir / "two_people.jpg").width
     assert two[0]["box"][0] + two[0]["box"][2] <= width / 2 < two[1]["box"][0]  # left, then right
 
-    assert main(["predict", str(photo_dir), "--model", str(tiny_model_dir), "--format", "json"]) == 0
+    args = ["predict", str(photo_dir), "--model", str(tiny_model_dir), "--format", "json", "--precision", "fp32"]
+    assert main(args) == 0  # fp32: the same computation as the pipeline (the bf16 default is checked elsewhere)
     folder = json.loads(capsys.readouterr().out)
     assert [r["file"] for r in folder] == paths  # sorted, recursive listing of the folder
     for record, faces in zip(folder, one_by_one):

@@ -42,6 +42,9 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
         device: str = "auto",
         batch_size: int = 32,
         detector_model: str | os.PathLike | None = None,
+        precision: str = "fp32",
+        runtime: str = "torch",
+        onnx_model: str | os.PathLike | None = None,
     ) -> ExpressionAnalyzer:
         """Load a model folder (or Hub repo id, when online) with its processor and a face detector.
 
@@ -52,6 +55,12 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
             device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
             batch_size: crops per forward pass.
             detector_model: YuNet's ONNX file.
+            precision: ``"fp32"`` (default), ``"bf16"`` or ``"auto"`` (bf16 where the hardware has it natively).
+            runtime: ``"torch"`` (default) or ``"onnx"``: ONNX Runtime on the CPU, fp32. The folder still
+                provides the config, the processor and the labels.
+            onnx_model: the ONNX file for ``runtime="onnx"`` (from ``cage export onnx``); by default the model
+                is exported once into ``~/.cache/cage/onnx/`` (keyed by the weights' hash) after passing the
+                1e-4 parity check.
 
         Raises:
             cage.inference.ModelLoadError: the model cannot be loaded (message says why).
@@ -60,8 +69,23 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
         from .loading import load_model_and_processor
 
         network, processor = load_model_and_processor(model)
+        if runtime not in ("torch", "onnx"):
+            raise ValueError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
+        if runtime == "onnx":
+            from ..runtimes.onnx import OnnxRuntimeModel, cached_onnx_export
+
+            path = onnx_model if onnx_model is not None else cached_onnx_export(network, model)
+            network = OnnxRuntimeModel(path, network.config)
+        elif onnx_model is not None:
+            raise ValueError("onnx_model is only used with runtime='onnx'")
         return cls(
-            network, processor, detector=detector, device=device, batch_size=batch_size, detector_model=detector_model
+            network,
+            processor,
+            detector=detector,
+            device=device,
+            batch_size=batch_size,
+            detector_model=detector_model,
+            precision=precision,
         )
 
     def predict_video(self, path: str | os.PathLike, every: int = 1, fps: float | None = None) -> Iterator[Any]:

@@ -34,6 +34,24 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--batch-size", type=int, default=32, help="face crops per forward pass (default: 32)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="auto (default): the fastest variant that passed cage bench's agreement bar on this hardware, "
+        "bf16 autocast + channels-last where the device has native bf16 (AVX512-BF16/AMX CPUs, recent GPUs), "
+        "else fp32; fp32 forces plain fp32 (bit-reproducible, what the Python API and pipeline use)",
+    )
+    parser.add_argument(
+        "--runtime",
+        default="torch",
+        choices=["torch", "onnx"],
+        help="torch (default) or onnx: ONNX Runtime on the CPU, fp32 (exported once into ~/.cache/cage/onnx "
+        "unless --onnx-model is given)",
+    )
+    parser.add_argument(
+        "--onnx-model", default=None, metavar="FILE", help="with --runtime onnx: the file from `cage export onnx`"
+    )
     parser.add_argument("--every", type=int, default=1, metavar="N", help="video: keep every N-th frame")
     parser.add_argument("--fps", type=float, default=None, help="video: keep about this many frames per second")
     parser.add_argument("--annotate", default=None, metavar="DIR", help="write annotated images to DIR")
@@ -88,6 +106,9 @@ def _load(args: argparse.Namespace, command: str):
             device=args.device,
             batch_size=args.batch_size,
             detector_model=args.detector_model,
+            precision=args.precision,
+            runtime=args.runtime,
+            onnx_model=args.onnx_model,
         )
     except (ModelLoadError, ValueError, ImportError, FileNotFoundError, RuntimeError) as error:
         print(f"cage {command}: {error}", file=sys.stderr)

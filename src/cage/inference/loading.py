@@ -68,11 +68,21 @@ def load_analyzer(
     device: str = "auto",
     batch_size: int = 32,
     detector_model: str | os.PathLike | None = None,
+    precision: str = "fp32",
+    runtime: str = "torch",
+    onnx_model: str | os.PathLike | None = None,
 ) -> FaceExpressionAnalyzer:
     """A [`FaceExpressionAnalyzer`] for ``model``; see [`load_model_and_processor`] and
     ``face_detection_cage.create_face_detector`` for the errors."""
     from .api import ExpressionAnalyzer
 
     return ExpressionAnalyzer.from_pretrained(
-        model, detector=detector, device=device, batch_size=batch_size, detector_model=detector_model
+        model,
+        detector=detector,
+        device=device,
+        batch_size=batch_size,
+        detector_model=detector_model,
+        precision=precision,
+        runtime=runtime,
+        onnx_model=onnx_model,
     )

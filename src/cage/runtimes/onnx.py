@@ -99,6 +99,39 @@ def export_onnx(
     )
 
 
+def cached_onnx_export(model: torch.nn.Module, source: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """The ONNX export of ``model`` from the cache, exporting (and parity-checking) it on first use.
+
+    The cache key is a hash of the model's weights and config, so a changed model is exported again.
+    Files live in ``cache_dir`` (default ``$CAGE_CACHE`` or ``~/.cache/cage``) under ``onnx/``.
+
+    Raises:
+        RuntimeError: the export does not match PyTorch to 1e-4 (the file is not kept); ``source`` names
+            the model in the message.
+    """
+    import hashlib
+    import os
+
+    digest = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    root = Path(cache_dir or os.environ.get("CAGE_CACHE") or Path.home() / ".cache" / "cage") / "onnx"
+    path = root / f"{digest.hexdigest()[:24]}.onnx"
+    if path.is_file():
+        return path
+    scratch = path.with_suffix(f".{os.getpid()}.tmp.onnx")
+    report = export_onnx(model, scratch, dynamic_batch=True)
+    if not report.passed:
+        scratch.unlink(missing_ok=True)
+        raise RuntimeError(
+            f"{source}: the ONNX export differs from PyTorch by {report.max_abs_diff_logits:.2e} (logits) / "
+            f"{report.max_abs_diff_regression:.2e} (regression), above {FP32_PARITY_TOLERANCE:.0e}; use --runtime torch"
+        )
+    scratch.replace(path)
+    return path
+
+
 class OnnxRuntimeModel:
     """Run an exported CAGE graph with ONNX Runtime behind the model's calling convention.
 
