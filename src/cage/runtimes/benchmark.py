@@ -224,6 +224,7 @@ def run_benchmark(
                 result.timings_s.setdefault(str(batch), []).append(time.perf_counter() - start)
             log(f"batch {batch}: round {round_index + 1}/{rounds} done")
 
+    end_to_end = measure_end_to_end(model, processor, Path(faces_dir), rounds=rounds, log=log)
     peak_fp32 = measure_peak_matmul_flops(torch.float32)
     peak_bf16 = measure_peak_matmul_flops(torch.bfloat16)
     flops_per_image = 2.0 * MAXVIT_T_GMACS * 1e9 * (size / 224) ** 2
@@ -241,9 +242,40 @@ def run_benchmark(
         "flops_per_image": flops_per_image,
         "roofline_images_per_s": {"fp32": peak_fp32 / flops_per_image, "bf16": peak_bf16 / flops_per_image},
         "variants": [asdict(result) for result, _, _ in variants],
+        "end_to_end_ms": end_to_end,
         "batch_sizes": list(batch_sizes),
         "rounds": rounds,
     }
+
+
+def measure_end_to_end(
+    model: Any, processor: Any, faces_dir: Path, rounds: int, log: Callable[[str], None] = print
+) -> dict[str, dict[str, float]]:
+    """Median milliseconds from a photo file to its JSON text (decode, detect, crop, predict, serialise), for
+    ``obama.jpg`` and ``two_people.jpg``, with `cage predict`'s default precision and with forced fp32."""
+    from ..inference.predict import predict_paths
+    from ..pipeline_cage import FaceExpressionAnalyzer
+
+    results: dict[str, dict[str, float]] = {}
+    analyzers = {
+        precision: FaceExpressionAnalyzer(model, processor, device="cpu", precision=precision)
+        for precision in ("auto", "fp32")
+    }
+    for name in ("obama.jpg", "two_people.jpg"):
+        path = faces_dir / name
+        if not path.is_file():
+            continue
+        for precision, analyzer in analyzers.items():
+            times = []
+            for index in range(rounds + 1):
+                start = time.perf_counter()
+                json.dumps([result.to_dict() for result in predict_paths(analyzer, [path])])
+                if index:  # the first call warms up
+                    times.append(time.perf_counter() - start)
+            key = f"{precision} ({analyzer.precision})"
+            results.setdefault(name, {})[key] = 1000.0 * statistics.median(times)
+        log(f"end to end {name}: {results[name]}")
+    return results
 
 
 def markdown_table(report: dict[str, Any]) -> str:
@@ -273,6 +305,13 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"| {passes} | {100 * tp / roofline:.0f} % |"
         )
     peaks = report["peak_matmul_flops"]
+    if report.get("end_to_end_ms"):
+        lines.append("")
+        lines.append("| end to end: photo file -> JSON (detection included) | " + " | ".join(
+            f"`cage predict` precision {key}" for key in next(iter(report["end_to_end_ms"].values()))) + " |")
+        lines.append("|---|" + "---|" * len(next(iter(report["end_to_end_ms"].values()))))
+        for name, row in report["end_to_end_ms"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{ms:.0f} ms" for ms in row.values()) + " |")
     lines.append("")
     lines.append(
         f"Peak matmul: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; "
