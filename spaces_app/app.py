@@ -33,6 +33,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
+from cage.hub.paper_results import AFFECTNET_CLASS_MEDIANS
 from cage.image_processing_cage import to_rgb
 from cage.inference import load_analyzer
 
@@ -43,18 +44,9 @@ TITLE = "CAGE: expression, valence and arousal"
 # Okabe & Ito's colour-blind-safe palette ("Color Universal Design", 2008), black last; face i gets colour i.
 FACE_COLOURS = ["#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 
-# Per-class medians of (valence, arousal) over the AffectNet validation set labels, as listed in the
-# project's reference notes (../shared/reference/cage.md); reference points, not model outputs.
-AFFECTNET_REFERENCE_POINTS = {
-    "Neutral": (0.00, 0.00),
-    "Happy": (0.69, 0.09),
-    "Sad": (-0.68, -0.27),
-    "Surprise": (0.18, 0.73),
-    "Fear": (-0.11, 0.78),
-    "Disgust": (-0.73, 0.45),
-    "Anger": (-0.41, 0.57),
-    "Contempt": (-0.59, 0.64),
-}
+# Per-class medians of (valence, arousal) over AffectNet's validation labels: reference points on the
+# circumplex, not model outputs (one copy of the fact, in the installed package).
+AFFECTNET_REFERENCE_POINTS = AFFECTNET_CLASS_MEDIANS
 
 # Where each reference point's name goes: (x, y) offset in points and horizontal alignment.
 REFERENCE_LABEL_PLACES = {"Contempt": ((-6, 4), "right"), "Disgust": ((-6, -10), "right"), "Fear": ((-6, 4), "right")}

@@ -20,6 +20,26 @@ TINY_BACKBONE = "maxvit_rmlp_pico_rw_256"
 TINY_SIZE = 64
 
 
+# Prepended to scripts that tests run in a subprocess to prove a saved model works where `cage` is not
+# installed: any import of `cage` fails, and the script refuses to go on if it does not.
+BLOCK_CAGE_IMPORTS = """
+import importlib.abc, sys
+
+class BlockCage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "cage" or name.startswith("cage."):
+            raise ImportError("cage is blocked in this process")
+
+sys.meta_path.insert(0, BlockCage())
+try:
+    import cage  # noqa: F401
+except ImportError:
+    pass
+else:
+    raise SystemExit("cage is importable: the test would not prove anything")
+"""
+
+
 def face_photo(name: str) -> Path:
     """Path of a shared public-domain photo; skips the test when ../shared/faces is absent."""
     path = FACES_DIR / name

@@ -21,21 +21,15 @@ from safetensors.torch import load_file, save_file
 
 from cage.face_detection_cage import create_face_detector
 from cage.hub import AuthorsCheckpointError, convert_authors_checkpoint
-from conftest import face_photo
+from conftest import BLOCK_CAGE_IMPORTS, face_photo
 
 torchvision = pytest.importorskip("torchvision")
 
 # Loads a converted folder as remote code where `cage` cannot be imported (torchvision trunk included).
-REMOTE_SCRIPT = textwrap.dedent(
+REMOTE_SCRIPT = BLOCK_CAGE_IMPORTS + textwrap.dedent(
     """
-    import importlib.abc, sys
+    import sys
 
-    class BlockCage(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name == "cage" or name.startswith("cage."):
-                raise ImportError("cage is blocked in this process")
-
-    sys.meta_path.insert(0, BlockCage())
     import torch
     from safetensors.torch import load_file, save_file
     from transformers import AutoModel

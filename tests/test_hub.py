@@ -26,7 +26,7 @@ from safetensors.numpy import load_file
 from cage.cli import main
 from cage.face_detection_cage import create_face_detector
 from cage.hub import HubPushError, push_model_folder, stage_model_folder
-from conftest import TINY_BACKBONE, TINY_SIZE, face_photo
+from conftest import BLOCK_CAGE_IMPORTS, TINY_BACKBONE, TINY_SIZE, face_photo
 
 REPO_ID = "cage/maxvit-va"
 # A metrics JSON in the layout `cage evaluate` writes; distinct values so that each can be found in the card.
@@ -134,22 +134,9 @@ def test_card_of_a_valence_arousal_only_model(tmp_path):
     assert "| Pooled valence+arousal CCC | 0.5000 | 0.8196 | 0.7640 |" in card.text  # AffectNet-7: VA row first
 
 
-REMOTE_SCRIPT = textwrap.dedent(
+REMOTE_SCRIPT = BLOCK_CAGE_IMPORTS + textwrap.dedent(
     """
-    import importlib.abc, sys
-
-    class BlockCage(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name == "cage" or name.startswith("cage."):
-                raise ImportError("cage is blocked in this process")
-
-    sys.meta_path.insert(0, BlockCage())
-    try:
-        import cage  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("cage is importable: the test would not prove anything")
+    import sys
 
     import torch
     from PIL import Image

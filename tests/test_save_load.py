@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 
 from cage import CageForExpressionInference, CageImageProcessor
 from cage.face_detection_cage import create_face_detector
-from conftest import face_photo
+from conftest import BLOCK_CAGE_IMPORTS, face_photo
 
 
 def _non_persistent_buffers(model: torch.nn.Module) -> dict[str, np.ndarray]:
@@ -35,22 +35,9 @@ def _real_face_crops(processor: CageImageProcessor) -> list[Image.Image]:
     return crops
 
 
-REMOTE_SCRIPT = textwrap.dedent(
+REMOTE_SCRIPT = BLOCK_CAGE_IMPORTS + textwrap.dedent(
     """
-    import importlib.abc, sys
-
-    class BlockCage(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name == "cage" or name.startswith("cage."):
-                raise ImportError("cage is blocked in this process")
-
-    sys.meta_path.insert(0, BlockCage())
-    try:
-        import cage  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("cage is importable: the test would not prove anything")
+    import sys
 
     import numpy as np, torch
     from PIL import Image
