@@ -142,3 +142,17 @@ def test_crops_predict_differently_per_face(saved):
     _, _, _, _, pixel_values, output = saved
     assert not torch.allclose(pixel_values[0], pixel_values[1])
     assert not torch.allclose(output.logits[0], output.logits[1])
+
+
+def test_plain_save_pretrained_keeps_the_pipeline_loadable(tiny_model_dir, tmp_path):
+    from transformers import AutoImageProcessor, AutoModel, pipeline
+
+    model = AutoModel.from_pretrained(tiny_model_dir)
+    processor = AutoImageProcessor.from_pretrained(tiny_model_dir, backend="pil")
+    assert model.config.custom_pipelines
+    resaved = tmp_path / "resaved"
+    model.save_pretrained(resaved)  # plain transformers calls, no cage helper
+    processor.save_pretrained(resaved)
+    assert {"pipeline_cage.py", "face_detection_cage.py", "image_processing_cage.py"} <= {p.name for p in resaved.iterdir()}
+    faces = pipeline(model=str(resaved), trust_remote_code=True, device="cpu")(str(face_photo("two_people.jpg")))
+    assert len(faces) == 2 and faces[0]["box"][0] < faces[1]["box"][0]

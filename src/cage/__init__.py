@@ -16,7 +16,11 @@ __version__ = "0.1.0"
 
 AutoConfig.register(CageConfig.model_type, CageConfig, exist_ok=True)
 AutoModel.register(CageConfig, CageForExpressionInference, exist_ok=True)
-AutoImageProcessor.register(CageConfig, slow_image_processor_class=CageImageProcessor, exist_ok=True)
+# One processor (PIL backend) answers both backend requests, so AutoImageProcessor does not warn that a
+# torchvision backend is missing: preprocessing is the same whichever is asked for.
+AutoImageProcessor.register(
+    CageConfig, image_processor_classes={"torchvision": CageImageProcessor, "pil": CageImageProcessor}, exist_ok=True
+)
 # save_pretrained() writes `auto_map` and copies the flat model files next to the weights.
 CageConfig.register_for_auto_class()
 CageForExpressionInference.register_for_auto_class("AutoModel")

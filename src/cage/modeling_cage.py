@@ -16,9 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput, is_torchvision_available
+from transformers.utils import ModelOutput, is_torchvision_available, logging
 
 from .configuration_cage import CageConfig
+
+logger = logging.get_logger(__name__)
 
 
 @dataclass
@@ -180,6 +182,38 @@ class CagePreTrainedModel(PreTrainedModel):
             init.trunc_normal_(module.output.weight, std=self.config.initializer_range)
         if hasattr(module, "init_non_persistent_buffers"):
             module.init_non_persistent_buffers()
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """``PreTrainedModel.save_pretrained``, plus the pipeline code that ``config.custom_pipelines`` names.
+
+        transformers copies only the config and modeling files; a folder whose config names the
+        ``facial-expression-inference`` pipeline also needs ``pipeline_cage.py`` and the flat files it
+        imports. They are copied from beside this file; where they are not available (e.g. this class was
+        loaded as remote code without the pipeline), ``custom_pipelines`` is removed from the saved
+        ``config.json`` so that the folder never names code it lacks.
+        """
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if not getattr(self.config, "custom_pipelines", None):
+            return
+        import json
+        import shutil
+
+        here, target = Path(__file__).parent, Path(save_directory)
+        files = ("pipeline_cage.py", "face_detection_cage.py", "image_processing_cage.py")
+        if all((here / name).is_file() for name in files):
+            for name in files:
+                if not (target / name).is_file():
+                    shutil.copyfile(here / name, target / name)
+            return
+        config_file = target / "config.json"
+        saved = json.loads(config_file.read_text())
+        saved.pop("custom_pipelines", None)
+        config_file.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+        logger.warning(
+            "%s: the pipeline code is not available here, so the saved config does not register the "
+            "facial-expression-inference pipeline (save with cage.model_folder.save_model_folder to include it)",
+            save_directory,
+        )
 
     def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None, **kwargs) -> None:
         self.trunk.set_grad_checkpointing(enable)

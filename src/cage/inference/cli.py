@@ -40,7 +40,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         choices=["auto", "fp32", "bf16"],
         help="auto (default): the fastest variant that passed cage bench's agreement bar on this hardware, "
         "bf16 autocast + channels-last where the device has native bf16 (AVX512-BF16/AMX CPUs, recent GPUs), "
-        "else fp32; fp32 forces plain fp32 (bit-reproducible, what the Python API and pipeline use)",
+        "else fp32; fp32 forces plain fp32 (what the Python API and the pipeline use)",
     )
     parser.add_argument(
         "--runtime",
