@@ -6,17 +6,15 @@ the reason when either is missing.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
-import socket
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT, face_photo
+from conftest import face_photo
+from test_space_app import free_port, load_space_app
 
 pytest.importorskip("gradio", reason="the Space needs the `demo` extra (gradio)")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs `pip install playwright`")
@@ -44,27 +42,14 @@ CHROMIUM_ARGS = [
 TIMEOUT_MS = 120_000
 
 
-def load_space_app():
-    if "space_app" in sys.modules:
-        return sys.modules["space_app"]
-    spec = importlib.util.spec_from_file_location("space_app", REPO_ROOT / "spaces_app" / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["space_app"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def space_url(tiny_model_dir):
     app = load_space_app()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CAGE_MODEL", str(tiny_model_dir))
         demo = app.build_demo()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     _, url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, theme=app.THEME
+        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, theme=app.THEME
     )
     try:
         yield url
