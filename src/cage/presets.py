@@ -52,10 +52,13 @@ def make_config(
 
 def make_image_processor(config: CageConfig, **overrides: Any) -> CageImageProcessor:
     """The processor matching ``config``: square ``image_size`` input, ImageNet mean/std, and a face crop
-    policy for AffectNet-style models or a body crop policy for multi-label (EMOTIC) models."""
+    policy for AffectNet-style models (square + margin until ``cage train`` writes the training data's measured
+    framing) or an exact-box body crop policy for multi-label (EMOTIC) models."""
     fields: dict[str, Any] = {
         "size": {"height": config.image_size, "width": config.image_size},
         "crop_target": "body" if config.multi_label else "face",
+        # Body crops are cut as the exact person box, as `cage prepare` cuts EMOTIC's body boxes.
+        "crop_exact": bool(config.multi_label),
     }
     fields.update(overrides)
     return CageImageProcessor(**fields)

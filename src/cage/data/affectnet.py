@@ -27,6 +27,7 @@ import numpy as np
 from ..configuration_cage import AFFECTNET7_LABELS, AFFECTNET8_LABELS
 from ..image_processing_cage import to_rgb
 from .build import (
+    ANNOTATION_CROP_POLICY,
     CROP_FORMATS,
     Builder,
     PrepareError,
@@ -121,6 +122,10 @@ def prepare_affectnet(
     report_path: str | Path | None = None,
     push_to_hub: str | None = None,
     private: bool = True,
+    calibrate: bool = True,
+    calibration_sample: int = 500,
+    detector: str = "dlib",
+    detector_model: str | None = None,
 ) -> tuple[datasets.DatasetDict, dict, ProblemLog]:
     """Prepare an AffectNet copy as ``train``/``validation``/``test`` and save it to ``out_dir``.
 
@@ -140,6 +145,11 @@ def prepare_affectnet(
         overwrite: replace a non-empty ``out_dir``.
         report_path: also write the problem report here.
         push_to_hub: a Hub dataset repo id to upload the result to (private unless ``private=False``).
+        calibrate: measure the framing of the training crops with the inference ``detector`` (see
+            ``cage.data.framing``) on ``calibration_sample`` training examples (seeded with ``seed``): the 2017
+            release's full images with their face boxes, or the stored crops of the other layouts. The result
+            goes to the stats' ``framing.calibration``; ``cage train`` writes it into the saved processor.
+        detector, detector_model: the inference detector used for calibration (``dlib`` by default).
 
     Returns:
         ``(dataset_dict, stats, problems)``; ``stats`` is also in every split's ``info.description``.
@@ -182,6 +192,13 @@ def prepare_affectnet(
         held_out = full_train.train_test_split(test_size=val_fraction, stratify_by_column="label", seed=seed)
         splits = datasets.DatasetDict({"train": held_out["train"], "validation": held_out["test"], "test": test})
         names = features["label"].names
+        framing = {"crops": _crop_policy(layout), "calibration": None}
+        if calibrate:
+            framing["calibration"] = _calibrate(
+                layout, records["train"], full_train, calibration_sample, seed, detector, detector_model
+            )
+        else:
+            framing["calibration"] = {"status": "skipped", "reason": "calibration was switched off"}
         split_counts = {name: class_counts(dataset, classes) for name, dataset in splits.items()}
         stats = {
             "cage_stats_version": 1,
@@ -201,12 +218,54 @@ def prepare_affectnet(
                 "crops": crop_format,
                 "whole_images": "original bytes if upright RGB JPEG/PNG, else PNG",
             },
+            "framing": framing,
             "files": {"stats": STATS_FILE, "report": REPORT_FILE},
         }
         builder.finish(splits, stats, log, report_path=report_path, push_to_hub=push_to_hub, private=private)
     finally:
         builder.cleanup()
     return datasets.load_from_disk(str(out_dir)), stats, log
+
+
+def _crop_policy(layout: str) -> dict:
+    if layout == "release2017":
+        return dict(ANNOTATION_CROP_POLICY, box="the file list's face_x, face_y, face_width, face_height")
+    return {"policy": "as distributed", "description": "the release's own face crops, stored whole (not re-cropped)"}
+
+
+def _calibrate(layout, train_records, full_train, sample, seed, detector, detector_model) -> dict:
+    from .framing import calibrate_split, make_detector, measure_framing, sample_indices
+
+    if layout != "release2017":
+        return calibrate_split(full_train, sample=sample, seed=seed, detector=detector, detector_model=detector_model)
+    if not train_records:
+        return {"status": "no_examples", "reason": "the training file list is empty"}
+    indices = sample_indices(len(train_records), sample, seed)
+    found, settings = make_detector(detector, detector_model)
+    result = measure_framing((_full_image_pair(train_records[i]) for i in indices), found, settings)
+    result.update({"source": "full images with their face boxes (training file list)", "split": "train"})
+    result["seed"] = seed
+    return result
+
+
+def _full_image_pair(record: dict):
+    """(upright RGB full image, clamped face box, source_id) of a 2017-release record; (None, None, id) if the
+    image or its box cannot be used."""
+    from ..image_processing_cage import clamp_box
+
+    source_id = record["source_id"]
+    loaded = read_image(record["image"], "train", source_id, ProblemLog())
+    try:
+        x, y, w, h = (parse_float(v) for v in record["box"])
+    except ValueError:
+        return None, None, source_id
+    if loaded is None:
+        return None, None, source_id
+    image = to_rgb(loaded[1])
+    clamped = clamp_box((x, y, w, h), image.width, image.height)
+    if clamped is None:
+        return None, None, source_id
+    return image, clamped[0], source_id
 
 
 # ---------------------------------------------------------------------------------------------- pass 1: records

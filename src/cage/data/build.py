@@ -23,7 +23,7 @@ import datasets
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..image_processing_cage import crop_with_padding, to_rgb
+from ..image_processing_cage import CageImageProcessor, clamp_box, to_rgb
 from .problems import (
     BOX_OUTSIDE_IMAGE,
     CLAMPED,
@@ -41,6 +41,15 @@ JPEG_QUALITY = 95
 # zlib level 1: about 4x faster than PIL's default 6 for about 10 % larger files (lossless either way).
 PNG_COMPRESS_LEVEL = 1
 _EXIF_ORIENTATION = 0x0112
+# The policy every annotation-box crop of `cage prepare` follows, recorded in the dataset's stats. The pixels
+# come from CageImageProcessor.crop_annotation, the method inference uses for exact (body) crops.
+ANNOTATION_CROP_POLICY = {
+    "policy": "exact",
+    "method": "CageImageProcessor.crop_annotation",
+    "description": "the annotation box (x, y, w, h), corners rounded to whole pixels and clamped to the image; "
+    "not squared, no margin, no padding",
+}
+_ANNOTATION_PROCESSOR = CageImageProcessor(crop_exact=True)
 
 
 class PrepareError(ValueError):
@@ -130,28 +139,32 @@ def crop_box(
 ) -> Image.Image | None:
     """Crop ``box_xyxy`` = ``(x1, y1, x2, y2)`` (pixels, x to the right, y down) from an upright RGB image.
 
-    The box is rounded to whole pixels and clamped to the image's ``width`` (x) and ``height`` (y). A box
-    that leaves the image is logged as ``box_outside_image`` (action ``clamped``); one with no area left
-    is logged as ``empty_box`` and None is returned (the example is dropped).
+    The pixels come from [`CageImageProcessor.crop_annotation`] (the one framing code path; policy
+    [`ANNOTATION_CROP_POLICY`]): the box is rounded to whole pixels and clamped to the image's ``width`` (x)
+    and ``height`` (y). A box that leaves the image is logged as ``box_outside_image`` (action ``clamped``);
+    one with no area left is logged as ``empty_box`` and None is returned (the example is dropped).
     """
     width, height = image.size
-    x1, y1, x2, y2 = (int(round(float(v))) for v in box_xyxy)
-    if x2 <= x1 or y2 <= y1:
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+    box = (x1, y1, x2 - x1, y2 - y1)
+    rounded = tuple(int(round(v)) for v in box_xyxy)
+    if rounded[2] <= rounded[0] or rounded[3] <= rounded[1]:
         detail = f"box (x1, y1, x2, y2) = {tuple(box_xyxy)} has no area"
         log.add(Problem(split, path, EMPTY_BOX, detail, source_id=source_id))
         return None
-    cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
-    if cx2 <= cx1 or cy2 <= cy1:
-        detail = f"box (x1, y1, x2, y2) = {(x1, y1, x2, y2)} lies outside the {width}x{height} image"
+    clamped = clamp_box(box, width, height)
+    if clamped is None:
+        detail = f"box (x1, y1, x2, y2) = {rounded} lies outside the {width}x{height} image"
         log.add(Problem(split, path, EMPTY_BOX, detail, source_id=source_id))
         return None
-    if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
+    (cx, cy, cw, ch), was_clamped = clamped
+    if was_clamped:
         detail = (
-            f"box (x1, y1, x2, y2) = {(x1, y1, x2, y2)} leaves the {width}x{height} (width x height) image; "
-            f"clamped to {(cx1, cy1, cx2, cy2)}"
+            f"box (x1, y1, x2, y2) = {rounded} leaves the {width}x{height} (width x height) image; "
+            f"clamped to {(cx, cy, cx + cw, cy + ch)}"
         )
         log.add(Problem(split, path, BOX_OUTSIDE_IMAGE, detail, action=CLAMPED, source_id=source_id))
-    return crop_with_padding(image, (cx1, cy1, cx2 - cx1, cy2 - cy1))
+    return _ANNOTATION_PROCESSOR.crop_annotation(image, box)
 
 
 def parse_float(value) -> float:

@@ -28,6 +28,7 @@ import numpy as np
 from ..configuration_cage import EMOTIC_LABELS
 from ..image_processing_cage import to_rgb
 from .build import (
+    ANNOTATION_CROP_POLICY,
     CROP_FORMATS,
     Builder,
     PrepareError,
@@ -207,6 +208,13 @@ def prepare_emotic(
             "validation": {"source": "EMOTIC val split, combined annotations"},
             "test": {"source": "EMOTIC test split, combined annotations"},
             "image_encoding": {"crops": crop_format},
+            "framing": {
+                "crops": dict(ANNOTATION_CROP_POLICY, box="the annotated person's body_bbox"),
+                "calibration": {
+                    "status": "not_applicable",
+                    "reason": "body crops: inference crops person boxes (or the whole image) exactly, as here",
+                },
+            },
             "files": {"stats": STATS_FILE, "report": REPORT_FILE},
         }
         builder.finish(splits, stats, log, report_path=report_path, push_to_hub=push_to_hub, private=private)
