@@ -4,6 +4,7 @@
     cage predict INPUT... --model DIR_OR_REPO [--format json|jsonl|csv] [--detector dlib|yunet|none] ...
     cage webcam --model DIR_OR_REPO [--camera 0] ...
     cage prepare affectnet|emotic ROOT --out DIR [...]   (cage.data)
+    cage calibrate-framing DATASET [--split train] [--sample N]   (cage.data)
     cage train --data DIR --output-dir OUT [...]          (cage.training)
     cage evaluate --model M --data DIR [--split test]     (cage.evaluation)
     cage push MODEL_DIR --repo-id ID [--dry-run DIR]      (cage.hub)
@@ -19,7 +20,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .data.cli import add_prepare_parser
+from .data.cli import add_calibrate_parser, add_prepare_parser
 from .evaluation.cli import add_evaluate_parser
 from .hub import cli as hub_cli
 from .inference.cli import add_predict_parser, add_webcam_parser
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_parser(subparsers)
     add_webcam_parser(subparsers)
     add_prepare_parser(subparsers)
+    add_calibrate_parser(subparsers)
     add_train_parser(subparsers)
     add_evaluate_parser(subparsers)
     hub_cli.add_push_command(subparsers)

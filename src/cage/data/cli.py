@@ -36,6 +36,13 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> None:
         "--layout", default="auto", choices=["auto", "release2017", "cropped", "flat-csv"], help="default: detect"
     )
     _add_common(affectnet)
+    affectnet.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="skip framing calibration (measuring how the training crops frame the detector's face box)",
+    )
+    _add_calibration_options(affectnet, sample_help="training examples measured by framing calibration")
     affectnet.set_defaults(handler=_run_prepare_affectnet)
 
     emotic = datasets_parsers.add_parser(
@@ -49,6 +56,84 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> None:
     emotic.add_argument("--images", default=None, help="folder the annotations' Folder/Filename are relative to")
     _add_common(emotic)
     emotic.set_defaults(handler=_run_prepare_emotic)
+
+
+def _add_calibration_options(parser: argparse.ArgumentParser, sample_help: str) -> None:
+    parser.add_argument("--sample", type=int, default=500, help=f"{sample_help} (default: %(default)s)")
+    parser.add_argument(
+        "--detector", default="dlib", choices=["dlib", "yunet"], help="the inference face detector (default: dlib)"
+    )
+    parser.add_argument("--detector-model", default=None, help="the detector's model file (YuNet's ONNX file)")
+
+
+def add_calibrate_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``cage calibrate-framing DATASET [--split train] [--sample N]``."""
+    parser = subparsers.add_parser(
+        "calibrate-framing",
+        help="measure how a prepared face dataset's crops frame the inference detector's face box",
+        description="Run the inference face detector on a seeded sample of a prepared dataset's face crops and "
+        "measure the crops' side ratio per axis and centre offset relative to the detected box (medians, "
+        "quartiles, share of crops with a detection). A local folder's cage_stats.json and info.description "
+        "get the result (framing.calibration), which `cage train` writes into the saved processor; for a Hub "
+        "dataset, write it with --output and pass that file to `cage train --framing-file`.",
+    )
+    parser.add_argument("dataset", help="prepared dataset folder (`cage prepare`) or Hub dataset id")
+    parser.add_argument("--split", default="train", help="split whose crops are measured (default: train)")
+    _add_calibration_options(parser, sample_help="crops measured")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default: 0)")
+    parser.add_argument(
+        "--pad", type=float, default=0.25, help="black border around each crop before detection, share of its side"
+    )
+    parser.add_argument("--output", default=None, help="also write the calibration JSON here (needed for Hub ids)")
+    parser.set_defaults(handler=_run_calibrate)
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .framing import CalibrationError, calibrate_split, describe, store_calibration
+
+    local = Path(args.dataset).exists()
+    if not local and args.output is None:
+        print("cage calibrate-framing: error: a Hub dataset needs --output FILE for the result", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        import datasets
+
+        if local:
+            loaded = datasets.load_from_disk(args.dataset)
+        else:
+            loaded = datasets.load_dataset(args.dataset)
+        if isinstance(loaded, datasets.DatasetDict):
+            if args.split not in loaded:
+                raise CalibrationError(f"{args.dataset} has no split {args.split!r} (has {', '.join(loaded)})")
+            split = loaded[args.split]
+        else:
+            split = loaded
+        if "image" not in split.column_names or "label" not in split.column_names:
+            raise CalibrationError(f"{args.dataset}: not a prepared face (AffectNet) dataset (image, label columns)")
+        calibration = calibrate_split(
+            split,
+            sample=args.sample,
+            seed=args.seed,
+            detector=args.detector,
+            detector_model=args.detector_model,
+            pad=args.pad,
+            split_name=args.split,
+        )
+        if local:
+            store_calibration(args.dataset, calibration)
+        if args.output:
+            Path(args.output).write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
+    except (CalibrationError, OSError, ImportError, ValueError) as error:
+        print(f"cage calibrate-framing: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(describe(calibration), file=sys.stderr)
+    written = [f"{args.dataset} (cage_stats.json, info.description)"] if local else []
+    written += [args.output] if args.output else []
+    print(f"cage calibrate-framing: wrote {' and '.join(written)}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +185,10 @@ def _run_prepare_affectnet(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         layout=args.layout,
+        calibrate=args.calibrate,
+        calibration_sample=args.sample,
+        detector=args.detector,
+        detector_model=args.detector_model,
     )
 
 

@@ -59,6 +59,7 @@ class TrainingArguments:
     resume_from_checkpoint: str | None = None
     report_to: str = "none"
     evaluate_test: bool = True
+    framing_file: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +132,12 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         dest="evaluate_test",
         action="store_false",
         help="skip the final evaluation of the best model on `test`",
+    )
+    add(
+        "--framing-file",
+        default=None,
+        help="framing calibration JSON (`cage calibrate-framing --output`) to write into the saved processor "
+        "(default: the calibration in the data's stats, if any)",
     )
 
 

@@ -108,6 +108,54 @@ def build_model(args: TrainingArguments, label_set: str, weights: dict[str, list
     return model, make_image_processor(config)
 
 
+def apply_training_framing(processor, train_split, framing_file: str | None, log) -> dict | None:
+    """Write the training data's measured framing into ``processor`` (its ``framing``), so that inference
+    turns a detector box into the crop the model is trained on (see ``cage.data.framing``).
+
+    Args:
+        processor: the ``CageImageProcessor`` saved with the model.
+        train_split: the training split; its stats (``info.description``) hold ``framing.calibration``.
+        framing_file: a calibration JSON from ``cage calibrate-framing --output``; overrides the stats.
+        log: prints one line for people.
+
+    Returns:
+        The framing written, or None when there is none (body crops, no or failed calibration: the
+        processor keeps its policy, and the line printed says so).
+
+    Raises:
+        ValueError: ``framing_file`` cannot be read or holds no usable measurement.
+    """
+    from ..data.framing import describe, framing_for_processor
+    from ..data.stats import load_stats
+
+    if processor.crop_target != "face":
+        if framing_file:
+            raise ValueError(f"--framing-file {framing_file}: framing calibration applies to face models only")
+        return None
+    if framing_file:
+        try:
+            calibration = json.loads(Path(framing_file).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"--framing-file {framing_file}: cannot read it as JSON ({error})") from error
+        framing = framing_for_processor({"framing": {"calibration": calibration}})
+        if framing is None:
+            raise ValueError(f"--framing-file {framing_file}: holds no measured framing (status {calibration.get('status')!r})")
+    else:
+        try:
+            stats = load_stats(train_split)
+        except ValueError:
+            stats = {}
+        calibration = (stats.get("framing") or {}).get("calibration")
+        framing = framing_for_processor(stats)
+        if framing is None:
+            reason = describe(calibration) if calibration and "detected" in calibration else "no calibration in the data"
+            log(f"framing: keeping the processor's {processor.crop_policy} crop policy ({reason})")
+            return None
+    processor.set_framing(framing)
+    log(f"framing written into the processor: {describe(calibration)}")
+    return framing
+
+
 def train(args: TrainingArguments) -> dict[str, Any]:
     """Train a CAGE model as ``args`` say and write it to ``args.output_dir``.
 
@@ -156,6 +204,8 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     # Model: ImageNet trunk or a previous CAGE model; never silently random.
     model, processor = build_model(args, label_set, weights, log)
     config = model.config
+    # Framing: the saved processor crops detector boxes as the training crops frame the detected face.
+    apply_training_framing(processor, dataset["train"], args.framing_file, log)
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     if args.channels_last:
