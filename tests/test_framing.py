@@ -157,7 +157,9 @@ def test_prepared_emotic_example_equals_the_body_processor_crop(tmp_path):
     loaded, stats, _ = prepare_emotic(root, tmp_path / "out", crop_format="png")
     assert stats["framing"]["calibration"]["status"] == "not_applicable"
     body = make_image_processor(make_config("emotic", backbone="test_vit", image_size=64))
-    people = {f"{image['folder']}/{image['filename']}": image["persons"] for s in emotic_people().values() for image in s}
+    people = {
+        f"{image['folder']}/{image['filename']}": image["persons"] for s in emotic_people().values() for image in s
+    }
     checked = 0
     for split in loaded.values():
         for row in split:
@@ -243,3 +245,29 @@ def test_measure_framing_counts_misses_and_unreadable_images():
     assert (result["sample_size"], result["detected"], result["unreadable"]) == (2, 1, 1)
     assert result["status"] == "too_few_detections" and "side_ratio" not in result
     assert result["detection_share"] == 0.5
+
+
+def test_training_framing_from_a_file_and_its_refusals(tmp_path):
+    from cage.training.loop import apply_training_framing
+
+    lines = []
+    face = make_image_processor(make_config("affectnet8", backbone="test_vit", image_size=64))
+    body = make_image_processor(make_config("emotic", backbone="test_vit", image_size=64))
+    no_stats = datasets.Dataset.from_dict({"label": [0]})
+    assert apply_training_framing(face, no_stats, None, lines.append) is None
+    assert face.crop_policy == "square_margin" and "no calibration in the data" in lines[-1]
+    measured = dict(TRUTH, status="measured", detector="dlib", sample_size=40, detected=38, detection_share=0.95)
+    good, failed, broken = tmp_path / "good.json", tmp_path / "failed.json", tmp_path / "broken.json"
+    good.write_text(json.dumps(measured))
+    failed.write_text(json.dumps({"status": "too_few_detections", "detector": "dlib", "sample_size": 9, "detected": 2}))
+    broken.write_text("{not json")
+    framing = apply_training_framing(face, no_stats, str(good), lines.append)
+    assert face.framing == framing and framing["side_ratio"] == [1.6, 1.6] and framing["detection_share"] == 0.95
+    assert "38/40 crops with a detection" in lines[-1]
+    with pytest.raises(ValueError, match="holds no measured framing .status 'too_few_detections'"):
+        apply_training_framing(face, no_stats, str(failed), lines.append)
+    with pytest.raises(ValueError, match="cannot read it as JSON"):
+        apply_training_framing(face, no_stats, str(broken), lines.append)
+    with pytest.raises(ValueError, match="face models only"):
+        apply_training_framing(body, no_stats, str(good), lines.append)
+    assert apply_training_framing(body, no_stats, None, lines.append) is None and body.crop_policy == "exact"

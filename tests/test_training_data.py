@@ -110,3 +110,24 @@ def test_class_balanced_sampler_is_seeded_and_balanced():
     assert list(sampler) != first
     share_minority = np.mean([labels[i] == 1 for i in first])
     assert 0.35 < share_minority < 0.65
+
+
+def test_transforms_follow_any_processor_settings_not_literals():
+    from cage.image_processing_cage import CageImageProcessor
+
+    custom = CageImageProcessor(
+        size={"height": 48, "width": 40}, resample=3, image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3]
+    )
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (90, 70, 3), dtype=np.uint8))
+    expected = custom([image], return_tensors="pt")["pixel_values"][0]
+    actual = eval_transform(custom)(image)
+    assert actual.shape == expected.shape == (3, 48, 40)
+    torch.testing.assert_close(actual, expected, rtol=0, atol=2e-6)
+    steps = train_transform(custom).transforms
+    assert steps[0].size == [48, 40] and steps[0].interpolation == v2.InterpolationMode.BICUBIC
+    assert list(steps[8].mean) == [0.5, 0.4, 0.3] and list(steps[8].std) == [0.2, 0.25, 0.3]
+    unnormalised = CageImageProcessor(size={"height": 32, "width": 32}, do_normalize=False)
+    want = unnormalised([image], return_tensors="pt")["pixel_values"][0]
+    torch.testing.assert_close(eval_transform(unnormalised)(image), want, rtol=0, atol=2e-6)
+    with pytest.raises(ValueError, match="do_resize=False"):
+        eval_transform(CageImageProcessor(do_resize=False))

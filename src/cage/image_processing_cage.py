@@ -280,7 +280,8 @@ class CageImageProcessor(PilBackend):
         """
         clamped = clamp_box(box, image.width, image.height)
         if clamped is None:
-            raise ValueError(f"box (x, y, w, h) = {tuple(box)} has no area inside the {image.width}x{image.height} image")
+            size = f"{image.width}x{image.height}"
+            raise ValueError(f"box (x, y, w, h) = {tuple(box)} has no area inside the {size} image")
         return crop_with_padding(image, clamped[0])
 
 

@@ -223,7 +223,7 @@ def framing_for_processor(stats: dict) -> dict | None:
     """The processor's ``framing`` from a dataset's stats, or None when the stats hold no usable measurement
     (no calibration, a failed one, or a body dataset)."""
     calibration = (stats.get("framing") or {}).get("calibration")
-    if not calibration or calibration.get("status") != "measured":
+    if not isinstance(calibration, dict) or calibration.get("status") != "measured":
         return None
     keys = (
         "side_ratio",

@@ -139,7 +139,8 @@ def apply_training_framing(processor, train_split, framing_file: str | None, log
             raise ValueError(f"--framing-file {framing_file}: cannot read it as JSON ({error})") from error
         framing = framing_for_processor({"framing": {"calibration": calibration}})
         if framing is None:
-            raise ValueError(f"--framing-file {framing_file}: holds no measured framing (status {calibration.get('status')!r})")
+            status = calibration.get("status") if isinstance(calibration, dict) else None
+            raise ValueError(f"--framing-file {framing_file}: holds no measured framing (status {status!r})")
     else:
         try:
             stats = load_stats(train_split)
@@ -148,7 +149,10 @@ def apply_training_framing(processor, train_split, framing_file: str | None, log
         calibration = (stats.get("framing") or {}).get("calibration")
         framing = framing_for_processor(stats)
         if framing is None:
-            reason = describe(calibration) if calibration and "detected" in calibration else "no calibration in the data"
+            if isinstance(calibration, dict) and "detected" in calibration:
+                reason = describe(calibration)
+            else:
+                reason = (calibration or {}).get("reason", "no calibration in the data")
             log(f"framing: keeping the processor's {processor.crop_policy} crop policy ({reason})")
             return None
     processor.set_framing(framing)

@@ -1,9 +1,11 @@
 """The paper's training augmentation and the evaluation transform (torchvision transforms v2), applied
 lazily to a ``datasets.Dataset`` with ``with_transform``.
 
-Both transforms read size, resampling and mean/std from the model's ``CageImageProcessor``, so the
-evaluation transform gives the processor's ``pixel_values`` exactly (tested) and training sees the same
-geometry and normalisation as inference.
+Both transforms read size, resampling, rescaling and mean/std from the model's ``CageImageProcessor`` (the
+one owner of framing, resize and normalisation; nothing here is a literal), so the evaluation transform gives
+the processor's ``pixel_values`` exactly (tested) and training sees the same geometry and normalisation as
+inference. The crops themselves were cut by the processor too (``cage prepare`` uses its ``crop_annotation``).
+The augmentation runs after the resize, in the paper's order.
 
 Images are decoded here, not by ``datasets``: the ``image`` column is cast to ``Image(decode=False)`` so that
 one corrupt file yields ``None`` for that example (counted and dropped by [`collate_examples`]) instead of
@@ -35,7 +37,24 @@ _PIL_TO_TORCHVISION = {
 }
 
 
+def _check_processor(processor: CageImageProcessor) -> None:
+    """Raise ``ValueError`` where the processor asks for a step these transforms do not reproduce."""
+    if not processor.do_resize:
+        raise ValueError("the processor has do_resize=False; training needs crops resized to the model's size")
+    if processor.do_rescale and abs(float(processor.rescale_factor) - 1 / 255) > 1e-12:
+        raise ValueError(f"the processor's rescale_factor {processor.rescale_factor} is not 1/255 (8-bit images)")
+
+
+def _normalize(processor: CageImageProcessor) -> list:
+    """To float (scaled to [0, 1] when the processor rescales), then Normalize(mean, std) when it normalises."""
+    steps = [v2.ToImage(), v2.ToDtype(torch.float32, scale=bool(processor.do_rescale))]
+    if processor.do_normalize:
+        steps.append(v2.Normalize(mean=list(processor.image_mean), std=list(processor.image_std)))
+    return steps
+
+
 def _geometry(processor: CageImageProcessor) -> tuple[tuple[int, int], InterpolationMode]:
+    _check_processor(processor)
     size = processor.size
     height, width = (size["height"], size["width"]) if isinstance(size, dict) else (size.height, size.width)
     resample = Image.Resampling(
@@ -51,14 +70,7 @@ def eval_transform(processor: CageImageProcessor) -> v2.Compose:
     ``processor(image)["pixel_values"][0]``.
     """
     size, interpolation = _geometry(processor)
-    return v2.Compose(
-        [
-            v2.Resize(size, interpolation=interpolation),
-            v2.ToImage(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean=list(processor.image_mean), std=list(processor.image_std)),
-        ]
-    )
+    return v2.Compose([v2.Resize(size, interpolation=interpolation), *_normalize(processor)])
 
 
 def train_transform(processor: CageImageProcessor) -> v2.Compose:
@@ -82,9 +94,7 @@ def train_transform(processor: CageImageProcessor) -> v2.Compose:
             v2.RandomRotation(degrees=10),
             v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1),
             v2.RandomPerspective(distortion_scale=0.2, p=0.5),
-            v2.ToImage(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean=list(processor.image_mean), std=list(processor.image_std)),
+            *_normalize(processor),
             v2.RandomErasing(p=0.5, scale=(0.02, 0.2), ratio=(0.3, 3.3), value="random"),
         ]
     )
