@@ -271,3 +271,46 @@ def test_training_framing_from_a_file_and_its_refusals(tmp_path):
     with pytest.raises(ValueError, match="face models only"):
         apply_training_framing(body, no_stats, str(good), lines.append)
     assert apply_training_framing(body, no_stats, None, lines.append) is None and body.crop_policy == "exact"
+
+
+def test_a_detector_other_than_the_measured_one_is_warned_about():
+    from cage.face_detection_cage import FaceDetector
+    from cage.pipeline_cage import locate_faces
+
+    class FixedBox(FaceDetector):
+        name = "fixed"
+
+        def _detect_boxes(self, work):
+            return [((103.0, 68.0, 109.0, 108.0), 1.0)]
+
+    processor = CageImageProcessor(framing=dict(TRUTH, detector="dlib"))
+    assert processor.detector_mismatch("dlib") is None and CageImageProcessor().detector_mismatch("yunet") is None
+    photo = to_rgb(Image.open(face_photo("obama_small.jpg")))
+    with pytest.warns(UserWarning, match="measured with the 'dlib' face detector, but 'fixed' is used"):
+        detections, crops, source = locate_faces(photo, FixedBox(), processor)
+    assert source == "fixed" and crops[0].size == processor.crop_box(detections[0].box)[2:] == (174, 173)
+
+
+def test_2017_release_calibrates_on_full_images_with_their_boxes(detected_faces, tmp_path):
+    """File-list face boxes with the known framing around dlib's box: measured on the full images."""
+    root = tmp_path / "affectnet"
+    images, lists = root / "Manually_Annotated_Images", root / "Manually_Annotated_file_lists"
+    lists.mkdir(parents=True)
+    for index, (name, photo, box) in enumerate(detected_faces):
+        (images / "1").mkdir(parents=True, exist_ok=True)
+        photo.save(images / "1" / f"face{index}.jpg", quality=95)
+    for csv_name, labels in (("training", affectnet_labels(per_class=2)), ("validation", affectnet_labels(1, 20))):
+        lines = []
+        for row, (expression, valence, arousal) in enumerate(labels):
+            index = row % len(detected_faces)
+            x, y, w, h = framed_box(detected_faces[index][2], TRUTH)
+            lines.append(f"1/face{index}.jpg,{x},{y},{w},{h},,{expression},{valence},{arousal}")
+        (lists / f"{csv_name}.csv").write_text("\n".join(lines) + "\n")
+    _, stats, _ = prepare_affectnet(root, tmp_path / "out", val_fraction=0.5, calibration_sample=8, seed=2)
+    calibration = stats["framing"]["calibration"]
+    assert calibration["source"] == "full images with their face boxes (training file list)"
+    assert calibration["sample_size"] == 8 and calibration["detected"] == 8 and calibration["seed"] == 2
+    for axis in (0, 1):
+        assert calibration["side_ratio"][axis] == pytest.approx(TRUTH["side_ratio"][axis], rel=0.01)
+        assert calibration["center_offset"][axis] == pytest.approx(TRUTH["center_offset"][axis], abs=0.01)
+    assert stats["framing"]["crops"]["policy"] == "exact"

@@ -226,6 +226,18 @@ class CageImageProcessor(PilBackend):
             image = to_rgb(image)
         return super().process_image(image, *args, **kwargs)
 
+    def detector_mismatch(self, detector_name: str) -> str | None:
+        """A warning when the saved ``framing`` was measured with another detector than ``detector_name``
+        (its boxes frame faces differently, so the crops would differ from the training crops); else None."""
+        measured = (self.framing or {}).get("detector")
+        if measured is None or measured == detector_name:
+            return None
+        return (
+            f"this model's framing was measured with the {measured!r} face detector, but {detector_name!r} is used: "
+            "its boxes frame faces differently, so the crops differ from the training crops "
+            f"(use --detector {measured})"
+        )
+
     def crop_box(self, box: Sequence[float]) -> tuple[int, int, int, int]:
         """The region ``(x, y, w, h)`` (integer pixels, may leave the image) cropped for a detection ``box``.
 

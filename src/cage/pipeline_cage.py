@@ -14,6 +14,7 @@ and the crop policy are read from the saved config and processor, never from lit
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -175,8 +176,11 @@ def locate_faces(
     Args:
         image: upright RGB PIL image.
         detector: used unless ``boxes`` is given.
-        image_processor: a ``CageImageProcessor`` (its ``crop`` applies the square box, margin and padding).
-        boxes: optional ``(x, y, w, h)`` boxes in pixels of ``image`` (e.g. EMOTIC person boxes).
+        image_processor: a ``CageImageProcessor``; its ``crop`` applies the saved framing policy (measured
+            framing, exact box, or square + margin). A detector other than the one the framing was measured
+            with gives a ``UserWarning``.
+        boxes: optional ``(x, y, w, h)`` boxes in pixels of ``image`` (e.g. EMOTIC person boxes), cropped by
+            the same policy as detector boxes.
 
     Returns:
         ``(detections, crops, box_source)``: ``box_source`` is ``"user"`` for given boxes, ``"image"`` when
@@ -192,6 +196,9 @@ def locate_faces(
     detections = detector.detect(image)
     if isinstance(detector, WholeImageDetector):
         return detections, [image for _ in detections], "image"
+    mismatch = getattr(image_processor, "detector_mismatch", lambda name: None)(detector.name)
+    if mismatch:
+        warnings.warn(mismatch, UserWarning, stacklevel=2)
     return detections, [image_processor.crop(image, d.box) for d in detections], detector.name
 
 
