@@ -314,3 +314,27 @@ def test_2017_release_calibrates_on_full_images_with_their_boxes(detected_faces,
         assert calibration["side_ratio"][axis] == pytest.approx(TRUTH["side_ratio"][axis], rel=0.01)
         assert calibration["center_offset"][axis] == pytest.approx(TRUTH["center_offset"][axis], abs=0.01)
     assert stats["framing"]["crops"]["policy"] == "exact"
+
+
+def test_model_card_states_the_saved_framing_policy(tmp_path):
+    from cage.hub.card import render_model_card
+    from cage.model_folder import save_model_folder
+    from cage.modeling_cage import CageForExpressionInference
+
+    texts = {}
+    for labels, framing in (("affectnet8", None), ("affectnet8", TRUTH), ("emotic", None)):
+        config = make_config(labels, backbone="test_vit", image_size=64)
+        processor = make_image_processor(config)
+        if framing:
+            processor.set_framing(dict(framing, detector="dlib", sample_size=48, detected=47))
+        name = f"{labels}-{bool(framing)}"
+        folder = save_model_folder(CageForExpressionInference(config), processor, tmp_path / name)
+        texts[name] = " ".join(render_model_card(folder, f"someone/{name}").text.split())
+    assert "a square face crop with a 15 % margin per side, resized to 64 x 64 px" in texts["affectnet8-False"]
+    assert (
+        "a face crop framed as the training crops frame the dlib detector's box (measured on 47 of 48 training "
+        "crops: side 1.600 x 1.600 the box, centre offset (+0.000, -0.100) box sides; use that detector), "
+        "resized to 64 x 64 px" in texts["affectnet8-True"]
+    )
+    body = "the body box itself, clamped to the image (as the training crops were cut), resized to"
+    assert body in texts["emotic-False"]
