@@ -220,8 +220,13 @@ def test_calibration_recovers_a_known_framing_and_training_writes_it_into_the_pr
 
 def test_calibrate_framing_command_updates_a_prepared_folder(cropped_release, tmp_path, capsys):
     out = tmp_path / "prepared"
-    _, stats, _ = prepare_affectnet(cropped_release, out, val_fraction=0.25, calibrate=False)
-    assert framing_for_processor(stats) is None
+    assert main(["prepare", "affectnet", str(cropped_release), "--out", str(out), "--val-fraction", "0.25",
+                 "--sample", "10"]) == 0  # fmt: skip
+    printed = capsys.readouterr().err
+    assert "cage prepare: framing calibration (dlib, 10/10 crops with a detection): crop side = " in printed
+    assert load_stats(out)["framing"]["calibration"]["sample_size"] == 10
+    _, stats, _ = prepare_affectnet(cropped_release, out, val_fraction=0.25, calibrate=False, overwrite=True)
+    assert framing_for_processor(stats) is None and stats["framing"]["calibration"]["status"] == "skipped"
     result = tmp_path / "framing.json"
     assert main(["calibrate-framing", str(out), "--sample", "12", "--seed", "1", "--output", str(result)]) == 0
     assert "framing calibration (dlib, 12/12 crops with a detection)" in capsys.readouterr().err

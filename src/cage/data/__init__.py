@@ -2,8 +2,8 @@
 
 ``prepare_affectnet`` and ``prepare_emotic`` write a ``DatasetDict`` (``train``/``validation``/``test``)
 with ``save_to_disk``; ``datasets.load_from_disk`` reads it back. Class statistics are in every split's
-``info.description`` (JSON, read with [`load_stats`]) and in ``cage_stats.json``; every problem found in
-the source is in ``cage_report.jsonl``.
+``info.description`` (JSON, read with [`load_stats`]) and in ``cage_stats.json``, with the crop policy and
+the framing calibration (``cage.data.framing``); every problem found in the source is in ``cage_report.jsonl``.
 
 Names are imported lazily, so that ``cage --help`` does not load ``datasets``.
 """
@@ -24,6 +24,11 @@ _EXPORTS = {
     "prepare_emotic": ("emotic", "prepare_emotic"),
     "scale_emotic": ("emotic", "scale_emotic"),
     "PrepareError": ("build", "PrepareError"),
+    "CalibrationError": ("framing", "CalibrationError"),
+    "calibrate_split": ("framing", "calibrate_split"),
+    "framing_for_processor": ("framing", "framing_for_processor"),
+    "measure_framing": ("framing", "measure_framing"),
+    "store_calibration": ("framing", "store_calibration"),
     "KINDS": ("problems", "KINDS"),
     "Problem": ("problems", "Problem"),
     "ProblemLog": ("problems", "ProblemLog"),

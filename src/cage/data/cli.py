@@ -156,7 +156,7 @@ def _run(prepare, args: argparse.Namespace, **kwargs) -> int:
     from .stats import REPORT_FILE
 
     try:
-        loaded, _, problems = prepare(
+        loaded, stats, problems = prepare(
             args.root,
             args.out,
             num_proc=args.num_proc,
@@ -171,6 +171,11 @@ def _run(prepare, args: argparse.Namespace, **kwargs) -> int:
         print(f"cage prepare: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     print(problems.summary({name: len(split) for name, split in loaded.items()}), file=sys.stderr)
+    calibration = (stats.get("framing") or {}).get("calibration") or {}
+    if "detected" in calibration:
+        from .framing import describe
+
+        print(f"cage prepare: {describe(calibration)}", file=sys.stderr)
     print(f"cage prepare: wrote {args.out} (problem report: {args.out}/{REPORT_FILE})", file=sys.stderr)
     return EXIT_OK
 
