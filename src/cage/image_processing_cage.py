@@ -260,7 +260,8 @@ class CageImageProcessor(PilBackend):
 
         Args:
             image: the full image, RGB (see [`to_rgb`]).
-            box: ``(x, y, w, h)`` of the detection in pixels of ``image``.
+            box: ``(x, y, w, h)`` of the detection in pixels of ``image`` (boxes given by hand are framed like
+                detections; cut an annotation box the way ``cage prepare`` does with [`crop_annotation`]).
 
         Returns:
             The crop (see the class docstring for the policy), zero-padded where it leaves the image; under
