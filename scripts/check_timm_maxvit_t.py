@@ -22,8 +22,8 @@ with torch.no_grad():
             m.weight.uniform_(0.5, 1.5); m.bias.uniform_(-0.2, 0.2)
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.1, 0.1); m.running_var.uniform_(0.5, 1.5)
-cfg = MaxxVitCfg(embed_dim=(64, 128, 256, 512), depths=(2, 2, 5, 2), block_type=("M",) * 4, stem_width=64, stem_bias=True,
-                 head_hidden_size=512,
+cfg = MaxxVitCfg(embed_dim=(64, 128, 256, 512), depths=(2, 2, 5, 2), block_type=("M",) * 4, stem_width=64,
+                 stem_bias=True, head_hidden_size=512,
                  conv_cfg=MaxxVitConvCfg(norm_eps=1e-3, pool_type="avg"),
                  transformer_cfg=MaxxVitTransformerCfg(norm_eps=1e-5, head_first=False, rel_pos_type="bias"))
 
@@ -46,14 +46,16 @@ def mapped(t):
     for k, v in tv.state_dict().items():
         if k.startswith("classifier") or k.endswith("relative_position_index"):
             continue
-        n = k.replace("stem.0.0.", "stem.conv1.").replace("stem.0.1.", "stem.norm1.").replace("stem.1.0.", "stem.conv2.")
+        n = k.replace("stem.0.0.", "stem.conv1.").replace("stem.0.1.", "stem.norm1.")
+        n = n.replace("stem.1.0.", "stem.conv2.")
         n = re.sub(r"^blocks\.(\d+)\.layers\.(\d+)\.layers\.", r"stages.\1.blocks.\2.", n)
         for a, b in [("MBconv.proj.1.", "conv.shortcut.expand."), ("MBconv.layers.pre_norm.", "conv.pre_norm."),
                      ("MBconv.layers.conv_a.0.", "conv.conv1_1x1."), ("MBconv.layers.conv_a.1.", "conv.norm1."),
                      ("MBconv.layers.conv_b.0.", "conv.conv2_kxk."), ("MBconv.layers.conv_b.1.", "conv.norm2."),
                      ("MBconv.layers.squeeze_excitation.", "conv.se."), ("MBconv.layers.conv_c.", "conv.conv3_1x1."),
                      ("window_attention.", "attn_block."), ("grid_attention.", "attn_grid."),
-                     ("attn_layer.0.", "norm1."), ("attn_layer.1.relative_position_bias_table", "attn.rel_pos.relative_position_bias_table"),
+                     ("attn_layer.0.", "norm1."),
+                     ("attn_layer.1.relative_position_bias_table", "attn.rel_pos.relative_position_bias_table"),
                      ("attn_layer.1.to_qkv.", "attn.qkv."), ("attn_layer.1.merge.", "attn.proj."),
                      ("mlp_layer.0.", "norm2."), ("mlp_layer.1.", "mlp.fc1."), ("mlp_layer.3.", "mlp.fc2.")]:
             n = n.replace(a, b)
@@ -70,7 +72,8 @@ for patch in (False, True):
     t = build(patch)
     state = mapped(t)
     missing, unexpected = t.load_state_dict(state, strict=False)
-    print("patched" if patch else "config only", "missing", [m for m in missing if "relative_position_index" not in m][:4], "unexpected", unexpected[:4])
+    missing = [m for m in missing if "relative_position_index" not in m]
+    print("patched" if patch else "config only", "missing", missing[:4], "unexpected", unexpected[:4])
     with torch.no_grad():
         y = t.forward_features(x)
     print("  max |diff| of trunk features:", (y - ref).abs().max().item(), "feature scale", ref.abs().max().item())

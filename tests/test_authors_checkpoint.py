@@ -197,7 +197,9 @@ def test_imagenet_weights_offline(default_model, imagenet_file, tmp_path, monkey
         ("affectnet7-va", 2, True, []),
     ],
 )  # fmt: skip
-def test_conversion_parity_on_real_faces(tmp_path, face_pixel_values, default_model, variant, num_outputs, va_head, labels):
+def test_conversion_parity_on_real_faces(
+    tmp_path, face_pixel_values, default_model, variant, num_outputs, va_head, labels
+):
     from transformers import AutoImageProcessor, AutoModel
 
     network = _authors_network(num_outputs, va_head, seed=num_outputs)
@@ -209,14 +211,16 @@ def test_conversion_parity_on_real_faces(tmp_path, face_pixel_values, default_mo
     out = convert_authors_checkpoint(checkpoint, variant, tmp_path / "converted", weights_status="untrained")
     config = json.loads((out / "config.json").read_text())
     default = CageConfig()  # the conversion writes the default architecture
-    assert (config["backbone_library"], config["backbone"]) == (default.backbone_library, default.backbone) == ("torchvision", "maxvit_t")
+    assert (config["backbone_library"], config["backbone"]) == (default.backbone_library, default.backbone)
+    assert (default.backbone_library, default.backbone) == ("torchvision", "maxvit_t")
     assert config["image_size"] == default.image_size
     shapes = {k: v.shape for k, v in load_file(out / "model.safetensors").items()}
     expected = {k: v.shape for k, v in default_model.state_dict().items()}
     if num_outputs == 10:  # AffectNet-8 combined: exactly the tensors of the default model
         assert shapes == expected
     else:  # the valence-arousal head: the same trunk
-        assert {k: v for k, v in shapes.items() if k.startswith("trunk.")} == {k: v for k, v in expected.items() if k.startswith("trunk.")}
+        trunk = {k: v for k, v in expected.items() if k.startswith("trunk.")}
+        assert {k: v for k, v in shapes.items() if k.startswith("trunk.")} == trunk
     assert [config["id2label"][str(i)] for i in range(len(labels))] == labels and len(config["id2label"]) == len(labels)
     assert config["objective"] == ("valence_arousal" if va_head else "combined")
     assert config["training_recipe"]["variant"] == variant

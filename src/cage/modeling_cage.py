@@ -1,4 +1,5 @@
-"""CAGE multi-task network: a timm trunk with the paper's head, and its training objectives.
+"""CAGE multi-task network: a trunk (by default torchvision's ``maxvit_t``, the authors' network; or any timm
+model) with the paper's head, and its training objectives.
 
 Wagner et al., "CAGE: Circumplex Affect Guided Expression Inference", CVPR 2024 Workshops
 (arXiv 2404.14975). This file is copied next to the weights by ``save_pretrained`` and imported as remote
@@ -117,8 +118,10 @@ def build_timm_trunk(config: CageConfig) -> nn.Module:
 class TorchvisionMaxVitTrunk(nn.Module):
     """torchvision's MaxViT without its classifier: ``stem`` and ``blocks`` under torchvision's own names.
 
-    The CAGE authors trained torchvision's ``maxvit_t``; keeping its modules (and parameter names) lets
-    their checkpoints load exactly. Built with random weights (``weights=None``); never downloads.
+    The CAGE authors trained torchvision's ``maxvit_t``; it is cage's default trunk. Keeping its modules (and
+    parameter names) lets their checkpoints and torchvision's ImageNet file load exactly. Built with random
+    weights (``weights=None``); never downloads. torchvision's defaults stay (stochastic depth 0.2 in training
+    mode, BatchNorm eps 1e-3 and momentum 0.01), as the authors trained it.
 
     Input ``(B, 3, H, W)`` with H = W = ``config.image_size``; output of ``forward_features``:
     ``(B, C, H / 32, W / 32)`` feature maps, C = ``num_features`` (512 for ``maxvit_t``).
@@ -380,7 +383,7 @@ class CageForExpressionInference(CagePreTrainedModel):
             except Exception as error:
                 raise RuntimeError(f"could not read backbone checkpoint {checkpoint}: {error}") from error
             if not isinstance(state, dict):
-                raise RuntimeError(f"backbone checkpoint {checkpoint} is not a state dict (torch.save(model.state_dict()))")
+                raise RuntimeError(f"backbone checkpoint {checkpoint} is not a state dict of tensors")
         else:
             state, source = _torchvision_imagenet_state_dict(self.config.backbone)
         state = {k: v for k, v in state.items() if k.startswith(("stem.", "blocks."))}

@@ -10,9 +10,10 @@ torchvision's ``maxvit_t`` with its ``classifier`` replaced, and save ``model.st
 - valence-arousal models (fine-tuned from the combined ones): the same with Dropout(0.3) before the last
   layer, which has K = 2 outputs (valence, arousal) and no expression logits.
 
-The trunk converts into the default CAGE trunk, torchvision's ``maxvit_t`` (``backbone_library="torchvision"``:
-the same network, so the same function); the head into [`CageHead`] (pool, LayerNorm, Linear, Tanh, Linear without bias: identical in eval mode,
-where dropout is the identity). No weights are invented: every tensor of the result comes from the file.
+The trunk converts into the default CAGE trunk, torchvision's ``maxvit_t``
+(``backbone_library="torchvision"``: the same network, so the same function); the head into [`CageHead`]
+(pool, LayerNorm, Linear, Tanh, Linear without bias: identical in eval mode, where dropout is the identity).
+No weights are invented: every tensor of the result comes from the file.
 """
 
 from __future__ import annotations

@@ -156,7 +156,8 @@ def run_benchmark(
     variants: list[tuple[VariantResult, Callable[[], Callable[[torch.Tensor], Any]], bool]] = [
         (VariantResult("authors_eager_fp32", "torchvision maxvit_t + authors' head, eager fp32 (reference)"),
          lambda: authors_call, True),
-        (VariantResult("eager_fp32", f"cage ({trunk_name}), eager fp32"), lambda: runner_call(TorchRunner(model)), True),
+        (VariantResult("eager_fp32", f"cage ({trunk_name}), eager fp32"),
+         lambda: runner_call(TorchRunner(model)), True),
         (VariantResult("channels_last_fp32", "cage, channels-last fp32"),
          lambda: runner_call(TorchRunner(model, channels_last=True)), True),
         (VariantResult("bf16_autocast", "cage, bf16 autocast"),

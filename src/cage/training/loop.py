@@ -109,7 +109,8 @@ def build_model(args: TrainingArguments, label_set: str, weights: dict[str, list
         )
         raise ValueError(
             f"no trunk weights: pass --backbone-weights PATH (ImageNet weights: {example}), --backbone-weights "
-            f"{BACKBONE_WEIGHTS_DOWNLOAD} (online) or --init-from MODEL; --random-init trains from random weights on purpose"
+            f"{BACKBONE_WEIGHTS_DOWNLOAD} (online) or --init-from MODEL; --random-init trains from random weights "
+            "on purpose"
         )
     return model, make_image_processor(config)
 
