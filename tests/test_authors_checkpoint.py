@@ -115,7 +115,7 @@ def default_model():
     return CageForExpressionInference(make_config("affectnet8")).eval()
 
 
-def test_default_architecture_is_the_authors_network(default_model):
+def test_default_architecture_is_the_authors_network(default_model, imagenet_file):
     from cage.presets import make_config
     from cage.training.arguments import TrainingArguments
 
@@ -126,7 +126,7 @@ def test_default_architecture_is_the_authors_network(default_model):
     assert make_config("affectnet8", backbone="maxvit_tiny_tf_224").backbone_library == "timm"
     assert CageConfig(backbone="test_vit").backbone_library == "timm"
     # Same modules, parameter names and shapes as torchvision's maxvit_t (classifier aside).
-    reference = {k: v.shape for k, v in torchvision.models.maxvit_t(weights=None).state_dict().items()}
+    reference = {k: v.shape for k, v in torch.load(imagenet_file, map_location="cpu", weights_only=True).items()}
     trunk = {k: v.shape for k, v in default_model.trunk.state_dict().items()}
     assert trunk == {k: v for k, v in reference.items() if not k.startswith("classifier.")}
 
