@@ -125,6 +125,8 @@ def test_default_architecture_is_the_authors_network(default_model, imagenet_fil
     # Other timm backbones stay available by name.
     assert make_config("affectnet8", backbone="maxvit_tiny_tf_224").backbone_library == "timm"
     assert CageConfig(backbone="test_vit").backbone_library == "timm"
+    # A config.json without backbone_library (older than that field) keeps its timm trunk.
+    assert CageConfig.from_dict({"backbone": "maxvit_tiny_tf_224"}).backbone_library == "timm"
     # Same modules, parameter names and shapes as torchvision's maxvit_t (classifier aside).
     reference = {k: v.shape for k, v in torch.load(imagenet_file, map_location="cpu", weights_only=True).items()}
     trunk = {k: v.shape for k, v in default_model.trunk.state_dict().items()}
