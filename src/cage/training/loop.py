@@ -94,7 +94,10 @@ def build_model(args: TrainingArguments, label_set: str, weights: dict[str, list
     model = CageForExpressionInference(config)
     if args.backbone_weights:
         download = args.backbone_weights == BACKBONE_WEIGHTS_DOWNLOAD and not Path(args.backbone_weights).exists()
-        model.load_backbone_weights(None if download else args.backbone_weights)
+        try:
+            model.load_backbone_weights(None if download else args.backbone_weights)
+        except RuntimeError as error:  # offline, download failed, or a file of another network: a usage error
+            raise ValueError(f"--backbone-weights {args.backbone_weights}: {error}") from error
         source = f"the default ImageNet weights of {config.backbone_library}" if download else args.backbone_weights
         log(f"trunk initialised from ImageNet weights: {source}")
     elif args.random_init:
