@@ -412,7 +412,10 @@ def _torchvision_imagenet_state_dict(backbone: str) -> tuple[dict[str, torch.Ten
     Raises:
         RuntimeError: offline and not cached, or the download fails; the message names the file to pass instead.
     """
-    from torchvision.models import get_model_weights
+    if not is_torchvision_available():
+        raise ImportError(f"torchvision's ImageNet weights of {backbone} need torchvision installed")
+    if is_torchvision_available():  # (an `if` keeps torchvision optional for timm models loaded as remote code)
+        from torchvision.models import get_model_weights
 
     weights = get_model_weights(backbone)["IMAGENET1K_V1"]
     file_name = weights.url.rsplit("/", 1)[-1]
