@@ -133,6 +133,15 @@ def test_default_architecture_is_the_authors_network(default_model, imagenet_fil
     assert trunk == {k: v for k, v in reference.items() if not k.startswith("classifier.")}
 
 
+def test_remote_code_needs_torchvision_only_for_torchvision_trunks():
+    # transformers refuses remote code whose unguarded imports are missing; timm-only folders must not need torchvision.
+    from transformers.dynamic_module_utils import get_imports
+
+    import cage.modeling_cage
+
+    assert "torchvision" not in get_imports(cage.modeling_cage.__file__)
+
+
 def test_default_model_from_imagenet_file_with_authors_head_equals_authors_network(
     default_model, imagenet_file, face_pixel_values
 ):
