@@ -1,7 +1,7 @@
 """Shared fixtures: the shared real photos, and small CAGE models saved to disk.
 
 Tests use timm's ``maxvit_rmlp_pico_rw_256`` built at 64 px (7 M parameters) to stay fast on 2 CPU cores;
-the real MaxViT-T (``maxvit_tiny_tf_224``) appears only where its exact layout is the point of the test.
+the real MaxViT-T (torchvision ``maxvit_t``, the default) appears only where its exact layout is the point of the test.
 """
 
 from __future__ import annotations

@@ -28,12 +28,13 @@ def run_cage(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def maxvit_t_model(tmp_path_factory) -> Path:
-    """The README's command with the real default backbone (MaxViT-T, 224 px)."""
+    """The README's command with the real default backbone (torchvision's MaxViT-T, the authors' network, 224 px)."""
     path = tmp_path_factory.mktemp("cli") / "m"
-    done = run_cage("init-model", str(path), "--backbone", "maxvit_tiny_tf_224")
+    done = run_cage("init-model", str(path))
     assert done.returncode == 0, done.stderr
     assert "UNTRAINED" in done.stderr
-    assert json.loads((path / "config.json").read_text())["backbone"] == "maxvit_tiny_tf_224"
+    config = json.loads((path / "config.json").read_text())
+    assert (config["backbone"], config["backbone_library"], config["image_size"]) == ("maxvit_t", "torchvision", 224)
     return path
 
 

@@ -17,7 +17,8 @@ from conftest import TINY_BACKBONE, TINY_SIZE
 @pytest.fixture(scope="module")
 def maxvit_t() -> CageForExpressionInference:
     torch.manual_seed(0)
-    return CageForExpressionInference(CageConfig())
+    # eval(): the default trunk (torchvision's maxvit_t) has stochastic depth 0.2 in training mode.
+    return CageForExpressionInference(CageConfig()).eval()
 
 
 def test_head_layout_of_maxvit_t(maxvit_t):

@@ -231,3 +231,25 @@ def test_emotic_and_init_from_and_refusing_random_weights(tmp_path, two_process_
 
     with pytest.raises(ValueError, match="no trunk weights"):
         _train(data=str(affectnet_data), output_dir=str(tmp_path / "refused"), random_init=False, max_steps=1)
+
+
+def test_default_trunk_offline_without_weights_file_is_one_clear_line(affectnet_data, tmp_path, monkeypatch, capsys):
+    from accelerate.state import AcceleratorState, GradientState
+
+    from cage.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # nothing cached
+    argv = ["train", "--data", str(affectnet_data), "--output-dir", str(tmp_path / "out"), "--num-workers", "0"]
+    try:
+        code = main([*argv, "--backbone-weights", "download"])
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "cage train: --backbone-weights download: could not load torchvision's maxvit_t ImageNet weights IMAGENET1K_V1 "
+        f"(maxvit_t-bc5ab103.pth): offline (HF_HUB_OFFLINE=1) and not in {tmp_path / 'torch' / 'hub' / 'checkpoints'}; "
+        "pass the file maxvit_t-bc5ab103.pth (https://download.pytorch.org/models/maxvit_t-bc5ab103.pth) as the "
+        "backbone checkpoint (`--backbone-weights`)"
+    )

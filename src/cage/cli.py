@@ -38,7 +38,11 @@ def _add_init_model(subparsers: argparse._SubParsersAction) -> None:
         "processor, to exercise the pipeline before trained weights exist.",
     )
     parser.add_argument("output_dir", help="folder to write (config.json, model.safetensors, code, processor)")
-    parser.add_argument("--backbone", default="maxvit_tiny_tf_224", help="timm model name (default: %(default)s)")
+    parser.add_argument(
+        "--backbone",
+        default="maxvit_t",
+        help="trunk: torchvision's maxvit_t (default; the authors' network) or a timm model name",
+    )
     parser.add_argument("--image-size", type=int, default=224, help="square input side in pixels (default: 224)")
     parser.add_argument("--labels", default="affectnet8", choices=["affectnet8", "affectnet7", "emotic"])
     parser.add_argument("--objective", default="combined", choices=["discrete", "combined", "valence_arousal"])

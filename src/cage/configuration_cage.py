@@ -28,13 +28,17 @@ EMOTIC_LABELS = (
 OBJECTIVES = ("discrete", "combined", "valence_arousal")
 REGRESSION_TARGETS = ("valence", "arousal", "dominance")
 WEIGHTS_STATUSES = ("untrained", "imagenet_backbone", "trained")
-# Where the trunk comes from: timm (the default, any timm model) or torchvision (MaxViT only: the CAGE
-# authors trained torchvision's ``maxvit_t``, whose weights convert exactly only into torchvision's network).
+# Where the trunk comes from: torchvision (MaxViT only; the default ``maxvit_t`` is the network the CAGE authors
+# trained, so their checkpoints and torchvision's ImageNet file load into it exactly) or timm (any timm model).
 BACKBONE_LIBRARIES = ("timm", "torchvision")
+# Trunk names taken from torchvision when ``backbone_library`` is not given; every other name is a timm model.
+TORCHVISION_BACKBONES = ("maxvit_t",)
+DEFAULT_BACKBONE = "maxvit_t"
 
 
 class CageConfig(PreTrainedConfig):
-    r"""Configuration of [`CageForExpressionInference`]: a timm backbone and the CAGE multi-task head.
+    r"""Configuration of [`CageForExpressionInference`]: a trunk (torchvision ``maxvit_t`` or a timm model) and the
+    CAGE multi-task head.
 
     The head has ``num_labels + len(regression_targets)`` outputs: the first ``num_labels`` are expression
     logits in ``id2label`` order, the rest are the raw regression outputs in ``regression_targets`` order
@@ -42,19 +46,22 @@ class CageConfig(PreTrainedConfig):
     ``(x - 5.5) / 4.5``). For AffectNet-8 "combined" this is the paper's K = 10 (Section 3 of the paper).
 
     Args:
-        backbone (`str`, defaults to `"maxvit_tiny_tf_224"`):
-            timm model name of the trunk. The paper's MaxViT-T is torchvision's ``maxvit_t``; timm's
-            ``maxvit_tiny_tf_224`` is the same architecture (30.4 M trunk parameters at 224 px).
+        backbone (`str`, defaults to `"maxvit_t"`):
+            Name of the trunk. The default, torchvision's ``maxvit_t`` (MaxViT-T, 30.9 M parameters with its
+            ImageNet classifier, 224 px), is the network of the paper: the authors trained it from torchvision's
+            ImageNet weights ``IMAGENET1K_V1``. Any other name is a timm model (e.g. ``"convnext_tiny"``).
         backbone_kwargs (`dict`, *optional*):
             Extra keyword arguments for ``timm.create_model`` (e.g. ``{"drop_path_rate": 0.1}``), or for
             ``torchvision.models.get_model`` when ``backbone_library="torchvision"``.
-        backbone_library (`str`, defaults to `"timm"`):
-            ``"timm"``: ``backbone`` is a timm model name. ``"torchvision"``: ``backbone`` is a torchvision
-            MaxViT (``"maxvit_t"``), the network the CAGE authors trained; checkpoints from their scripts
-            convert into it exactly (``cage convert-authors-checkpoint``). timm's ``maxvit_tiny_tf_224`` has
-            the same widths and depths but computes a different function (TF "same" padding of strided
-            convolutions, tanh-approximated GELU, a 2 x 2 average-pool shortcut without torchvision's 1 x 1
-            projection), so weights do not carry over between the two.
+        backbone_library (`str`, *optional*):
+            ``"torchvision"``: ``backbone`` is a torchvision MaxViT (``"maxvit_t"``); checkpoints of the
+            authors' scripts (``cage convert-authors-checkpoint``) and torchvision's ImageNet file
+            ``maxvit_t-bc5ab103.pth`` load into it exactly. ``"timm"``: ``backbone`` is a timm model name.
+            ``None`` (default): ``"torchvision"`` for the names in ``TORCHVISION_BACKBONES``, else ``"timm"``;
+            the resolved value is what the saved ``config.json`` records. timm's ``maxvit_tiny_tf_224`` (the
+            default of cage 0.1.0, still available by name) has the same widths and depths but computes a
+            different function (TF "same" padding of strided convolutions, tanh-approximated GELU, a 2 x 2
+            average-pool shortcut without torchvision's 1 x 1 projection), so weights do not carry over.
         image_size (`int`, defaults to 224):
             Side in pixels of the square input; MaxViT needs it at build time.
         head_hidden_size (`int`, *optional*):
@@ -96,9 +103,9 @@ class CageConfig(PreTrainedConfig):
 
     def __init__(
         self,
-        backbone: str = "maxvit_tiny_tf_224",
+        backbone: str = DEFAULT_BACKBONE,
         backbone_kwargs: dict[str, Any] | None = None,
-        backbone_library: str = "timm",
+        backbone_library: str | None = None,
         image_size: int = 224,
         head_hidden_size: int | None = None,
         regression_targets: list[str] | tuple[str, ...] = ("valence", "arousal"),
@@ -120,6 +127,8 @@ class CageConfig(PreTrainedConfig):
             self.label2id = {label: index for index, label in self.id2label.items()}
         self.backbone = backbone
         self.backbone_kwargs = dict(backbone_kwargs or {})
+        if backbone_library is None:
+            backbone_library = "torchvision" if backbone in TORCHVISION_BACKBONES else "timm"
         self.backbone_library = backbone_library
         self.image_size = int(image_size)
         self.head_hidden_size = head_hidden_size
@@ -163,4 +172,4 @@ class CageConfig(PreTrainedConfig):
         return self.num_labels + len(self.regression_targets)
 
 
-__all__ = ["CageConfig", "AFFECTNET8_LABELS", "AFFECTNET7_LABELS", "EMOTIC_LABELS"]
+__all__ = ["CageConfig", "AFFECTNET8_LABELS", "AFFECTNET7_LABELS", "EMOTIC_LABELS", "DEFAULT_BACKBONE"]

@@ -1,4 +1,5 @@
-"""CAGE multi-task network: a timm trunk with the paper's head, and its training objectives.
+"""CAGE multi-task network: a trunk (by default torchvision's ``maxvit_t``, the authors' network; or any timm
+model) with the paper's head, and its training objectives.
 
 Wagner et al., "CAGE: Circumplex Affect Guided Expression Inference", CVPR 2024 Workshops
 (arXiv 2404.14975). This file is copied next to the weights by ``save_pretrained`` and imported as remote
@@ -117,8 +118,10 @@ def build_timm_trunk(config: CageConfig) -> nn.Module:
 class TorchvisionMaxVitTrunk(nn.Module):
     """torchvision's MaxViT without its classifier: ``stem`` and ``blocks`` under torchvision's own names.
 
-    The CAGE authors trained torchvision's ``maxvit_t``; keeping its modules (and parameter names) lets
-    their checkpoints load exactly. Built with random weights (``weights=None``); never downloads.
+    The CAGE authors trained torchvision's ``maxvit_t``; it is cage's default trunk. Keeping its modules (and
+    parameter names) lets their checkpoints and torchvision's ImageNet file load exactly. Built with random
+    weights (``weights=None``); never downloads. torchvision's defaults stay (stochastic depth 0.2 in training
+    mode, BatchNorm eps 1e-3 and momentum 0.01), as the authors trained it.
 
     Input ``(B, 3, H, W)`` with H = W = ``config.image_size``; output of ``forward_features``:
     ``(B, C, H / 32, W / 32)`` feature maps, C = ``num_features`` (512 for ``maxvit_t``).
@@ -319,11 +322,14 @@ class CageForExpressionInference(CagePreTrainedModel):
         """Load ImageNet weights into the trunk (the starting point for training; the head stays random).
 
         Args:
-            checkpoint: a local timm checkpoint file (``.safetensors``, or ``.pth``/``.bin`` read with
-                ``weights_only=True``) for offline use; ``None`` fetches ``config.backbone``'s default
+            checkpoint: with ``backbone_library="torchvision"`` (the default ``maxvit_t``): a torchvision
+                state dict file (``maxvit_t-bc5ab103.pth``, as torchvision ships it: ``.pth`` read with
+                ``weights_only=True``, or ``.safetensors``); ``None`` loads torchvision's ``IMAGENET1K_V1``
+                weights from torch hub's cache or downloads them (refused with ``HF_HUB_OFFLINE=1``).
+                With ``backbone_library="timm"``: a local timm checkpoint file (``.safetensors``, or
+                ``.pth``/``.bin``) for offline use; ``None`` fetches ``config.backbone``'s default
                 pretrained weights through timm (the Hugging Face Hub), which needs network access.
-                With ``backbone_library="torchvision"``: a torchvision state dict file (e.g.
-                ``maxvit_t-bc5ab103.pth``), or ``None`` for torchvision's ``DEFAULT`` weights (download).
+                Only the trunk's tensors are taken (torchvision's ``classifier.*`` is ignored).
 
         Raises:
             FileNotFoundError: the checkpoint file does not exist.
@@ -376,22 +382,52 @@ class CageForExpressionInference(CagePreTrainedModel):
                     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
             except Exception as error:
                 raise RuntimeError(f"could not read backbone checkpoint {checkpoint}: {error}") from error
+            if not isinstance(state, dict):
+                raise RuntimeError(f"backbone checkpoint {checkpoint} is not a state dict of tensors")
         else:
-            source = f"torchvision's DEFAULT weights for {self.config.backbone}"
-            try:
-                from torchvision.models import get_model
-
-                state = get_model(self.config.backbone, weights="DEFAULT").state_dict()
-            except Exception as error:
-                raise RuntimeError(f"could not load {source}: {error}. Offline, pass a local .pth file.") from error
+            state, source = _torchvision_imagenet_state_dict(self.config.backbone)
         state = {k: v for k, v in state.items() if k.startswith(("stem.", "blocks."))}
         result = self.trunk.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
             raise RuntimeError(
-                f"weights from {source} do not fit {self.config.backbone}: missing {result.missing_keys[:5]}, "
-                f"unexpected {result.unexpected_keys[:5]}"
+                f"weights from {source} do not fit torchvision {self.config.backbone}: missing "
+                f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
             )
         self.config.weights_status = "imagenet_backbone"
+
+
+def _hub_offline() -> bool:
+    import os
+
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _torchvision_imagenet_state_dict(backbone: str) -> tuple[dict[str, torch.Tensor], str]:
+    """torchvision's first ImageNet weights of ``backbone`` (``IMAGENET1K_V1``; for ``maxvit_t`` the file
+    ``maxvit_t-bc5ab103.pth``, the CAGE authors' starting point), and a description of where they came from.
+
+    Read from torch hub's cache (``$TORCH_HOME/hub/checkpoints``) when there, else downloaded into it; with
+    ``HF_HUB_OFFLINE=1`` nothing is downloaded.
+
+    Raises:
+        RuntimeError: offline and not cached, or the download fails; the message names the file to pass instead.
+    """
+    if not is_torchvision_available():
+        raise ImportError(f"torchvision's ImageNet weights of {backbone} need torchvision installed")
+    if is_torchvision_available():  # (an `if` keeps torchvision optional for timm models loaded as remote code)
+        from torchvision.models import get_model_weights
+
+    weights = get_model_weights(backbone)["IMAGENET1K_V1"]
+    file_name = weights.url.rsplit("/", 1)[-1]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / file_name
+    source = f"torchvision's {backbone} ImageNet weights IMAGENET1K_V1 ({file_name})"
+    hint = f"pass the file {file_name} ({weights.url}) as the backbone checkpoint (`--backbone-weights`)"
+    if not cached.is_file() and _hub_offline():
+        raise RuntimeError(f"could not load {source}: offline (HF_HUB_OFFLINE=1) and not in {cached.parent}; {hint}")
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True, map_location="cpu", weights_only=True), source
+    except Exception as error:  # URLError, HTTP errors, a truncated download
+        raise RuntimeError(f"could not load {source}: {error}; offline, {hint}") from error
 
 
 __all__ = ["CageForExpressionInference", "CagePreTrainedModel", "CageOutput", "CageHead"]

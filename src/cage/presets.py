@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .configuration_cage import AFFECTNET7_LABELS, AFFECTNET8_LABELS, EMOTIC_LABELS, CageConfig
+from .configuration_cage import AFFECTNET7_LABELS, AFFECTNET8_LABELS, DEFAULT_BACKBONE, EMOTIC_LABELS, CageConfig
 from .image_processing_cage import CageImageProcessor
 from .modeling_cage import CageForExpressionInference
 
@@ -23,14 +23,16 @@ LABEL_SETS = {
 def make_config(
     labels: str = "affectnet8",
     objective: str = "combined",
-    backbone: str = "maxvit_tiny_tf_224",
+    backbone: str = DEFAULT_BACKBONE,
     image_size: int = 224,
     **overrides: Any,
 ) -> CageConfig:
     """A ``CageConfig`` for one of ``LABEL_SETS``.
 
     ``affectnet8``/``affectnet7``: single-label, valence and arousal. ``emotic``: 26 multi-label categories,
-    valence, arousal and dominance (paper, Section 4). ``overrides`` go to ``CageConfig``.
+    valence, arousal and dominance (paper, Section 4). ``backbone``: torchvision's ``maxvit_t`` (the
+    authors' network, default) or a timm model name (``CageConfig`` resolves ``backbone_library`` from it
+    unless ``overrides`` name it). ``overrides`` go to ``CageConfig``.
 
     Raises:
         ValueError: unknown label set (the message lists the known ones) or an invalid config field.
@@ -67,7 +69,7 @@ def make_image_processor(config: CageConfig, **overrides: Any) -> CageImageProce
 def write_untrained_model(
     output_dir: str | Path,
     labels: str = "affectnet8",
-    backbone: str = "maxvit_tiny_tf_224",
+    backbone: str = DEFAULT_BACKBONE,
     image_size: int = 224,
     objective: str = "combined",
     seed: int = 0,

@@ -10,9 +10,10 @@ torchvision's ``maxvit_t`` with its ``classifier`` replaced, and save ``model.st
 - valence-arousal models (fine-tuned from the combined ones): the same with Dropout(0.3) before the last
   layer, which has K = 2 outputs (valence, arousal) and no expression logits.
 
-The trunk converts into ``backbone_library="torchvision"`` (the same network, so the same function);
-the head into [`CageHead`] (pool, LayerNorm, Linear, Tanh, Linear without bias: identical in eval mode,
-where dropout is the identity). No weights are invented: every tensor of the result comes from the file.
+The trunk converts into the default CAGE trunk, torchvision's ``maxvit_t``
+(``backbone_library="torchvision"``: the same network, so the same function); the head into [`CageHead`]
+(pool, LayerNorm, Linear, Tanh, Linear without bias: identical in eval mode, where dropout is the identity).
+No weights are invented: every tensor of the result comes from the file.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "affectnet7-va": ("affectnet7", "valence_arousal"),
 }
 AUTHORS_REPOSITORY = "https://github.com/wagner-niklas/CAGE_expression_inference"
+# The authors' trunk, torchvision's maxvit_t: also cage's default backbone (tests pin that the two agree).
+AUTHORS_BACKBONE = "maxvit_t"
 # Keys of the head in the authors' nn.Sequential: 2 LayerNorm, 3 Linear(C, C); the last Linear is
 # index 5 (no dropout) or 6 (after Dropout(0.3), valence-arousal scripts).
 _HEAD_KEYS = {
@@ -123,7 +126,8 @@ def convert_authors_checkpoint(
         weights_status: recorded in the config; ``"trained"`` for real checkpoints (the CLI and card then
             stop warning), ``"untrained"`` for random test networks.
 
-    The result has ``backbone_library="torchvision"``, ``backbone="maxvit_t"``, 224 px input, ImageNet
+    The result has the default architecture (``backbone="maxvit_t"``, ``backbone_library="torchvision"``,
+    as ``cage init-model`` and training build it), 224 px input, ImageNet
     mean/std and the face crop policy; ``id2label`` in AffectNet's order, or empty for the authors'
     valence-arousal models (their head has only the two regression outputs). ``training_recipe`` records
     the source file, its SHA-256 and the variant.
@@ -158,7 +162,7 @@ def convert_authors_checkpoint(
     config = make_config(
         labels,
         objective=objective,
-        backbone="maxvit_t",
+        backbone=AUTHORS_BACKBONE,
         image_size=224,
         backbone_library="torchvision",
         weights_status=weights_status,

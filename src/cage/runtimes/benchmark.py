@@ -152,10 +152,12 @@ def run_benchmark(
 
         return call
 
+    trunk_name = f"{model.config.backbone_library} {model.config.backbone}"
     variants: list[tuple[VariantResult, Callable[[], Callable[[torch.Tensor], Any]], bool]] = [
         (VariantResult("authors_eager_fp32", "torchvision maxvit_t + authors' head, eager fp32 (reference)"),
          lambda: authors_call, True),
-        (VariantResult("eager_fp32", "cage (timm MaxViT-T), eager fp32"), lambda: runner_call(TorchRunner(model)), True),
+        (VariantResult("eager_fp32", f"cage ({trunk_name}), eager fp32"),
+         lambda: runner_call(TorchRunner(model)), True),
         (VariantResult("channels_last_fp32", "cage, channels-last fp32"),
          lambda: runner_call(TorchRunner(model, channels_last=True)), True),
         (VariantResult("bf16_autocast", "cage, bf16 autocast"),
@@ -235,7 +237,7 @@ def run_benchmark(
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
         },
-        "model": str(model_dir) if model_dir else "untrained MaxViT-T (maxvit_tiny_tf_224), seed 0",
+        "model": str(model_dir) if model_dir else f"untrained default MaxViT-T ({trunk_name}), seed 0",
         "image_size": size,
         "num_face_crops": len(crops),
         "peak_matmul_flops": {"fp32": peak_fp32, "bf16": peak_bf16},

@@ -20,6 +20,10 @@ SELECTION_METRICS = {
 }
 
 
+# `--backbone-weights download`: the backbone library's default ImageNet weights, fetched online.
+BACKBONE_WEIGHTS_DOWNLOAD = "download"
+
+
 @dataclass
 class TrainingArguments:
     """Everything that defines a training run; recorded in the saved model's ``config.training_recipe``.
@@ -33,7 +37,7 @@ class TrainingArguments:
     output_dir: str
     objective: str = "combined"
     init_from: str | None = None
-    backbone: str = "maxvit_tiny_tf_224"
+    backbone: str = "maxvit_t"
     backbone_weights: str | None = None
     random_init: bool = False
     image_size: int = 224
@@ -76,8 +80,18 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="start from this CAGE model folder/repo (the paper's valence-arousal stage starts from the combined model)",
     )
-    add("--backbone", default="maxvit_tiny_tf_224", help="timm trunk (default: %(default)s, the paper's MaxViT-T)")
-    add("--backbone-weights", default=None, help="local timm ImageNet checkpoint (.safetensors) for the trunk")
+    add(
+        "--backbone",
+        default="maxvit_t",
+        help="trunk: torchvision's maxvit_t (default: the paper's MaxViT-T, the authors' network) or a timm model name",
+    )
+    add(
+        "--backbone-weights",
+        default=None,
+        help="ImageNet weights for the trunk: a local file (for maxvit_t torchvision's maxvit_t-bc5ab103.pth; for a "
+        f"timm backbone its timm checkpoint, e.g. model.safetensors), or '{BACKBONE_WEIGHTS_DOWNLOAD}' for the "
+        "library's default weights (torchvision IMAGENET1K_V1 / timm's default tag; needs network)",
+    )
     add(
         "--random-init",
         action="store_true",

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ..evaluation.runner import metrics_for, predict_split, validation_loss, write_metrics
-from .arguments import SELECTION_METRICS, TrainingArguments
+from .arguments import BACKBONE_WEIGHTS_DOWNLOAD, SELECTION_METRICS, TrainingArguments
 from .data import (
     ClassBalancedSampler,
     describe,
@@ -93,17 +93,27 @@ def build_model(args: TrainingArguments, label_set: str, weights: dict[str, list
     )
     model = CageForExpressionInference(config)
     if args.backbone_weights:
-        model.load_backbone_weights(args.backbone_weights)
-        log(f"trunk initialised from ImageNet weights {args.backbone_weights}")
+        download = args.backbone_weights == BACKBONE_WEIGHTS_DOWNLOAD and not Path(args.backbone_weights).exists()
+        try:
+            model.load_backbone_weights(None if download else args.backbone_weights)
+        except RuntimeError as error:  # offline, download failed, or a file of another network: a usage error
+            raise ValueError(f"--backbone-weights {args.backbone_weights}: {error}") from error
+        source = f"the default ImageNet weights of {config.backbone_library}" if download else args.backbone_weights
+        log(f"trunk initialised from ImageNet weights: {source}")
     elif args.random_init:
         logger.warning(
             "TRAINING FROM A RANDOM TRUNK (--random-init): no ImageNet weights; the paper's results need them"
         )
     else:
+        example = (
+            "torchvision's maxvit_t-bc5ab103.pth"
+            if config.backbone_library == "torchvision"
+            else f"a timm checkpoint of {args.backbone}, e.g. model.safetensors from the Hub repo timm/{args.backbone}"
+        )
         raise ValueError(
-            "no trunk weights: pass --backbone-weights PATH (a timm ImageNet checkpoint of "
-            f"{args.backbone}, e.g. model.safetensors from the Hub repo timm/{args.backbone}) or --init-from MODEL; "
-            "--random-init trains from random weights on purpose"
+            f"no trunk weights: pass --backbone-weights PATH (ImageNet weights: {example}), --backbone-weights "
+            f"{BACKBONE_WEIGHTS_DOWNLOAD} (online) or --init-from MODEL; --random-init trains from random weights "
+            "on purpose"
         )
     return model, make_image_processor(config)
 
