@@ -112,16 +112,19 @@ def write_untrained_model(
     image_size: int = 224,
     objective: str = "combined",
     seed: int = 0,
+    backbone_kwargs: dict[str, Any] | None = None,
 ) -> Path:
     """Save a randomly initialised model and its processor to ``output_dir`` (safetensors + configs + code).
 
-    The config says ``weights_status: "untrained"``; every prediction from it is meaningless and the CLI
+    ``backbone_kwargs`` go to the backbone's constructor (``timm.create_model``). The config says
+    ``weights_status: "untrained"``; every prediction from it is meaningless and the CLI
     says so. Meant for exercising the pipeline before trained weights exist.
     """
     import torch
 
     torch.manual_seed(seed)
-    config = make_config(labels, objective=objective, backbone=backbone, image_size=image_size)
+    overrides = {"backbone_kwargs": backbone_kwargs} if backbone_kwargs else {}
+    config = make_config(labels, objective=objective, backbone=backbone, image_size=image_size, **overrides)
     from .model_folder import save_model_folder
 
     model = CageForExpressionInference(config)
