@@ -131,6 +131,25 @@ def test_checkpointing_flag_and_input_embeddings():
     assert model.get_input_embeddings() is None
 
 
+def test_gradient_checkpointing_same_gradients():
+    model = _tiny(objective="combined").train()
+    x = torch.randn(2, 3, TINY_SIZE, TINY_SIZE)
+    labels, regression_labels = torch.tensor([0, 3]), torch.tensor([[0.1, -0.2], [0.5, 0.3]])
+
+    def gradients() -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        torch.manual_seed(0)
+        model(pixel_values=x, labels=labels, regression_labels=regression_labels).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = gradients()
+    model.activation_checkpointing_enable()
+    checkpointed = gradients()
+    assert plain.keys() == checkpointed.keys() and len(plain) == len(list(model.parameters()))
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_maxvit_head_is_applied_once():
     # timm's MaxViT head (norm + Linear + Tanh pre-logits) would duplicate the CAGE head: it is reset away,
     # and the pooled features are the plain average of the final feature map.
