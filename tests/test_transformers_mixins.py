@@ -2,9 +2,9 @@
 
 ``ModelTesterMixin``, ``ConfigTester`` and ``ImageProcessingTestMixin`` come from the source release of the
 installed transformers version (see ``transformers_common.py``: downloaded once into a cache, never copied
-here). Skips: the ones transformers' ``tests/models/timm_wrapper/test_modeling_timm_wrapper.py`` uses, except
-the initialisation tests (CAGE initialises its own head and must pass them), plus the few below, each with
-its reason. Marked ``transformers_mixins``: CI runs them; deselect locally with ``-m "not transformers_mixins"``.
+here). Skips: the ones transformers' ``tests/models/timm_wrapper/test_modeling_timm_wrapper.py`` uses (of its
+initialisation skips only ``test_can_init_all_missing_weights`` exists in 5.24), plus the few below, each with
+its reason; ``test_init_weights_can_init_buffers`` and the mismatched-shape loading tests run and pass. Marked ``transformers_mixins``: CI runs them; deselect locally with ``-m "not transformers_mixins"``.
 """
 
 from __future__ import annotations
@@ -108,6 +108,14 @@ class CageModelTest(ModelTesterMixin, unittest.TestCase):
 
     @unittest.skip(reason="no attentions to retain (as TimmWrapper)")
     def test_retain_grad_hidden_states_attentions(self):
+        pass
+
+    @unittest.skip(
+        reason="as TimmWrapper (initialisation managed on the timm side): it compares __init__ weights with "
+        "_init_weights() ones bit for bit, and a fresh CAGE trunk keeps timm's own initialisation (transformers "
+        "exempts timm weights in this test). Head and meta-device initialisation: test_model_conformance.py"
+    )
+    def test_can_init_all_missing_weights(self):
         pass
 
     @unittest.skip(reason="timm models have no tiny hub checkpoint (as TimmWrapper)")

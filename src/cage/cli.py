@@ -1,6 +1,6 @@
 """The ``cage`` command line: a thin layer over library functions that the tests also call.
 
-    cage init-model DIR [--backbone NAME] [--image-size N] [--labels affectnet8|affectnet7|emotic]
+    cage init-model DIR [--backbone NAME] [--image-size N] [--backbone-kwargs JSON] [--labels ...]
     cage predict INPUT... --model DIR_OR_REPO [--format json|jsonl|csv] [--detector dlib|yunet|none] ...
     cage webcam --model DIR_OR_REPO [--camera 0] ...
     cage prepare affectnet|emotic ROOT --out DIR [...]   (cage.data)
