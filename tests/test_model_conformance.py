@@ -49,8 +49,12 @@ def test_retarget_to_seven_labels_initialises_the_new_output_layer(tmp_path):
         assert out.logits.shape == (1, 7) and torch.isfinite(out.logits).all()
 
 
-def test_init_weights_after_to_empty_initialises_every_tensor():
-    config = make_config(backbone=TINY_BACKBONE, image_size=TINY_SIZE, initializer_range=0.03)
+@pytest.mark.parametrize("library", ["timm", "torchvision"])
+def test_init_weights_after_to_empty_initialises_every_tensor(library):
+    if library == "timm":
+        config = make_config(backbone=TINY_BACKBONE, image_size=TINY_SIZE, initializer_range=0.03)
+    else:
+        config = make_config(backbone="maxvit_t", backbone_library="torchvision", initializer_range=0.03)
     with torch.device("meta"):
         model = CageForExpressionInference(config)
     model.to_empty(device="cpu")
@@ -66,12 +70,12 @@ def test_init_weights_after_to_empty_initialises_every_tensor():
         assert torch.equal(bn.running_var, torch.ones_like(bn.running_var))
         assert int(bn.num_batches_tracked) == 0
     assert model.head.output.weight.std().item() == pytest.approx(0.03, rel=0.15)
-    # timm's non-persistent buffers (relative-position indices) are rebuilt exactly
-    fresh = dict(_tiny().named_buffers())
-    persistent = set(model.state_dict())
-    rebuilt = [n for n, _ in model.named_buffers() if n not in persistent]
-    assert rebuilt
-    for name in rebuilt:
+    # relative-position indices (timm: non-persistent buffers; torchvision: persistent) are rebuilt exactly
+    torch.manual_seed(0)
+    fresh = dict(CageForExpressionInference(config).named_buffers())
+    indices = [n for n, _ in model.named_buffers() if "index" in n]
+    assert indices
+    for name in indices:
         assert torch.equal(dict(model.named_buffers())[name], fresh[name]), name
 
 
@@ -189,6 +193,12 @@ def test_saved_processor_records_its_settings_and_loads_without_backend_warning(
         hf_logging.disable_propagation()
     assert type(processor).__name__ == "CageImageProcessor"
     assert not [r for r in caplog.records if "backend" in r.getMessage()]
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING
+
+    from cage import CageConfig
+
+    # registered as what it is, a PIL-backend processor, and nothing else
+    assert IMAGE_PROCESSOR_MAPPING[CageConfig] == {"pil": type(processor)}
 
 
 # Small versions of each family, so that init-model -> predict stays a few seconds per backbone.

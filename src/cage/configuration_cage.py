@@ -148,7 +148,7 @@ class CageConfig(PreTrainedConfig):
 
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any):
-        # Saved configs without `pooling` come from cage 0.1.0, whose model mean-pooled every trunk.
+        # A saved config without `pooling` was written by cage 0.1.0, whose model mean-pooled every trunk.
         if "pooling" not in config_dict:
             config_dict = {**config_dict, "pooling": "mean"}
         return super().from_dict(config_dict, **kwargs)

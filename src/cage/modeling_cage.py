@@ -217,7 +217,8 @@ class CagePreTrainedModel(PreTrainedModel):
           relative-position bias tables): truncated normal with std ``initializer_range``; LayerScale
           ``gamma``: its ``init_values``;
         - non-persistent buffers (MaxViT/Swin relative-position indices, sin-cos position embeddings): rebuilt
-          by the module (``init_non_persistent_buffers``), as they are never in a checkpoint.
+          by the module (``init_non_persistent_buffers``), as they are never in a checkpoint; torchvision MaxViT's
+          persistent relative-position index is rebuilt too where it was not loaded.
         """
         std = self.config.initializer_range
         head = getattr(self, "head", None)
@@ -255,6 +256,12 @@ class CagePreTrainedModel(PreTrainedModel):
                     init.zeros_(parameter)
                 else:
                     init.trunc_normal_(parameter, std=std)
+        index = getattr(module, "relative_position_index", None)
+        if isinstance(index, torch.Tensor) and type(module).__module__ == "torchvision.models.maxvit":
+            # torchvision's MaxViT keeps its relative-position index as a persistent buffer built in __init__
+            from torchvision.models.maxvit import _get_relative_position_index
+
+            init.copy_(index, _get_relative_position_index(module.size, module.size))
         if hasattr(module, "init_non_persistent_buffers"):
             module.init_non_persistent_buffers()
         elif hasattr(module, "_get_pos_embed_values") and getattr(module, "feat_shape", None) is not None:
