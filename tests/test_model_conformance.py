@@ -202,14 +202,11 @@ def test_saved_processor_records_its_settings_and_loads_without_backend_warning(
 
 
 # Small versions of each family, so that init-model -> predict stays a few seconds per backbone.
-BACKBONES = [
-    ("swin_tiny_patch4_window7_224", 64, {"window_size": 2, "embed_dim": 24, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1]}),
-    ("test_convnext", 64, {}),
-    ("test_vit", 64, {}),
-]  # fmt: skip
+SMALL_SWIN = {"window_size": 2, "embed_dim": 24, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1]}
+BACKBONES = [("swin_tiny_patch4_window7_224", 64, SMALL_SWIN), ("test_convnext", 64, {}), ("test_vit", 64, {})]
 
 
-@pytest.mark.parametrize("backbone,size,kwargs", BACKBONES, ids=[b[0].split("_")[0] + "_" + b[0].split("_")[1] for b in BACKBONES])
+@pytest.mark.parametrize("backbone,size,kwargs", BACKBONES, ids=["swin", "convnext", "vit"])
 def test_init_model_then_predict(backbone, size, kwargs, tmp_path, capsys):
     from cage.cli import main
 

@@ -4,7 +4,8 @@
 installed transformers version (see ``transformers_common.py``: downloaded once into a cache, never copied
 here). Skips: the ones transformers' ``tests/models/timm_wrapper/test_modeling_timm_wrapper.py`` uses (of its
 initialisation skips only ``test_can_init_all_missing_weights`` exists in 5.24), plus the few below, each with
-its reason; ``test_init_weights_can_init_buffers`` and the mismatched-shape loading tests run and pass. Marked ``transformers_mixins``: CI runs them; deselect locally with ``-m "not transformers_mixins"``.
+its reason; ``test_init_weights_can_init_buffers`` and the mismatched-shape loading tests run and pass.
+Marked ``transformers_mixins``: CI runs them; deselect locally with ``-m "not transformers_mixins"``.
 """
 
 from __future__ import annotations

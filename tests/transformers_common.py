@@ -24,6 +24,7 @@ Cache: ``$CAGE_TRANSFORMERS_TESTS_CACHE`` or ``~/.cache/cage/transformers-tests`
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import subprocess
@@ -41,21 +42,21 @@ COMMON_FILES = ("test_modeling_common.py", "test_configuration_common.py", "test
 STAND_INS = {
     "__init__.py": "",
     "exporters/__init__.py": "",
-    "exporters/test_export.py": '''"""Stand-in (cage): the transformers sdist lacks tests/exporters; no export tests run from here."""
+    "exporters/test_export.py": '''"""Stand-in (cage): the sdist lacks tests/exporters; no export tests from here."""
 
 
 class ExportTesterMixin:
     pass
 ''',
     "generation/__init__.py": "",
-    "generation/test_utils.py": '''"""Stand-in (cage): the transformers sdist lacks tests/generation; CAGE does not generate."""
+    "generation/test_utils.py": '''"""Stand-in (cage): the sdist lacks tests/generation; CAGE does not generate."""
 
 
 class GenerationTesterMixin:
     pass
 ''',
     "utils/__init__.py": "",
-    "utils/test_configuration_utils.py": '''"""Stand-in (cage): PreTrainedConfig-wide arguments, each with a value other than its default."""
+    "utils/test_configuration_utils.py": '''"""Stand-in (cage): PreTrainedConfig-wide arguments, not at defaults."""
 
 config_common_kwargs = {
     "return_dict": False,
@@ -71,7 +72,7 @@ config_common_kwargs = {
 ''',
 }
 ROOT_STAND_INS = {
-    "utils/fetch_hub_objects_for_ci.py": '''"""Stand-in (cage): the transformers sdist lacks utils/; URLs are used as they are."""
+    "utils/fetch_hub_objects_for_ci.py": '''"""Stand-in (cage): the sdist lacks utils/; URLs are used as they are."""
 
 
 def url_to_local_path(url, *args, **kwargs):
@@ -81,8 +82,11 @@ def url_to_local_path(url, *args, **kwargs):
 
 
 def cache_dir() -> Path:
+    """The cache folder for the installed transformers version and these stand-ins (a change to either: a new one)."""
     default = Path.home() / ".cache" / "cage" / "transformers-tests"
-    return Path(os.environ.get("CAGE_TRANSFORMERS_TESTS_CACHE", default)) / f"transformers-{transformers.__version__}"
+    stand_ins = hashlib.sha256(repr((STAND_INS, ROOT_STAND_INS)).encode()).hexdigest()[:8]
+    name = f"transformers-{transformers.__version__}-{stand_ins}"
+    return Path(os.environ.get("CAGE_TRANSFORMERS_TESTS_CACHE", default)) / name
 
 
 def _download(target: Path) -> None:

@@ -174,7 +174,7 @@ class TorchvisionMaxVitTrunk(nn.Module):
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Global average pool ``(B, C, h, w) -> (B, C)``, as torchvision's classifier; CAGE supplies the rest."""
         if not pre_logits:
-            raise ValueError("TorchvisionMaxVitTrunk has no classifier of its own: call forward_head(x, pre_logits=True)")
+            raise ValueError("TorchvisionMaxVitTrunk has no classifier: call forward_head(x, pre_logits=True)")
         return features.mean(dim=(2, 3))
 
 
