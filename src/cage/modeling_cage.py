@@ -340,8 +340,11 @@ class CageForExpressionInference(CagePreTrainedModel):
     def __init__(self, config: CageConfig):
         super().__init__(config)
         self.trunk = build_trunk(config)
-        hidden = config.head_hidden_size or self.trunk.num_features
-        self.head = CageHead(self.trunk.num_features, hidden, config.num_outputs)
+        # Width of forward_head(x, pre_logits=True): timm reports it as head_hidden_size (the feature width, unless
+        # a timm head keeps a pre-logits layer of another width); TorchvisionMaxVitTrunk has num_features only.
+        pooled_width = getattr(self.trunk, "head_hidden_size", None) or self.trunk.num_features
+        hidden = config.head_hidden_size or pooled_width
+        self.head = CageHead(pooled_width, hidden, config.num_outputs)
         self.gradient_checkpointing = False
         # timm/torchvision have just initialised the trunk their own way: keep it (see `_init_weights`). On
         # the meta device nothing was initialised, so `init_weights()` after `to_empty` does all of it.
