@@ -1,6 +1,6 @@
 """The ``cage`` command line: a thin layer over library functions that the tests also call.
 
-    cage init-model DIR [--backbone NAME] [--image-size N] [--labels affectnet8|affectnet7|emotic]
+    cage init-model DIR [--backbone NAME] [--image-size N] [--backbone-kwargs JSON] [--labels ...]
     cage predict INPUT... --model DIR_OR_REPO [--format json|jsonl|csv] [--detector dlib|yunet|none] ...
     cage webcam --model DIR_OR_REPO [--camera 0] ...
     cage prepare affectnet|emotic ROOT --out DIR [...]   (cage.data)
@@ -44,6 +44,10 @@ def _add_init_model(subparsers: argparse._SubParsersAction) -> None:
         help="trunk: torchvision's maxvit_t (default; the authors' network) or a timm model name",
     )
     parser.add_argument("--image-size", type=int, default=224, help="square input side in pixels (default: 224)")
+    parser.add_argument(
+        "--backbone-kwargs", default=None, metavar="JSON",
+        help='extra arguments for the backbone\'s constructor, a JSON object (e.g. \'{"window_size": 2}\')',
+    )  # fmt: skip
     parser.add_argument("--labels", default="affectnet8", choices=["affectnet8", "affectnet7", "emotic"])
     parser.add_argument("--objective", default="combined", choices=["discrete", "combined", "valence_arousal"])
     parser.add_argument("--seed", type=int, default=0)
@@ -51,8 +55,18 @@ def _add_init_model(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_init_model(args: argparse.Namespace) -> int:
+    import json
+
     from .presets import write_untrained_model
 
+    backbone_kwargs = None
+    if args.backbone_kwargs is not None:
+        try:
+            backbone_kwargs = json.loads(args.backbone_kwargs)
+        except json.JSONDecodeError as error:
+            raise SystemExit(f"cage init-model: --backbone-kwargs is not valid JSON: {error}") from None
+        if not isinstance(backbone_kwargs, dict):
+            raise SystemExit("cage init-model: --backbone-kwargs must be a JSON object")
     path = write_untrained_model(
         args.output_dir,
         labels=args.labels,
@@ -60,6 +74,7 @@ def _run_init_model(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         objective=args.objective,
         seed=args.seed,
+        backbone_kwargs=backbone_kwargs,
     )
     print(f"wrote an UNTRAINED {args.labels} model ({args.backbone}, {args.image_size} px) to {path}", file=sys.stderr)
     return EXIT_OK

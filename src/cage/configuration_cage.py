@@ -34,6 +34,9 @@ BACKBONE_LIBRARIES = ("timm", "torchvision")
 # Trunk names taken from torchvision when ``backbone_library`` is not given; every other name is a timm model.
 TORCHVISION_BACKBONES = ("maxvit_t",)
 DEFAULT_BACKBONE = "maxvit_t"
+# How trunk features become one vector per image: "timm" = the trunk's own pooling (timm's
+# forward_head(x, pre_logits=True)); "mean" = the mean over all positions, what cage 0.1.0 did.
+POOLINGS = ("timm", "mean")
 
 
 class CageConfig(PreTrainedConfig):
@@ -92,11 +95,17 @@ class CageConfig(PreTrainedConfig):
         training_recipe (`dict`, *optional*):
             Free-form record of how the weights were produced (data, epochs, learning rate, metrics).
         initializer_range (`float`, defaults to 0.02):
-            Standard deviation of the head's truncated-normal initialisation.
+            Standard deviation of the truncated-normal initialisation of the head (and of the trunk where
+            transformers initialises it: missing weights, or ``init_weights()`` after building on the meta device).
+        pooling (`str`, defaults to `"timm"`):
+            ``"timm"``: trunk features are pooled as timm intends for the backbone
+            (``forward_head(x, pre_logits=True)``: average of NCHW or NHWC maps, a ViT's class token, ...).
+            ``"mean"``: the mean over all spatial positions or tokens, as cage 0.1.0 did; a saved config without
+            this field was written by cage 0.1.0 and loads as ``"mean"``, so it keeps predicting the same.
 
     Raises:
-        ValueError: on an unknown objective, regression target, backbone library or weights status, or on class/positive
-            weights whose length differs from the number of labels.
+        ValueError: on an unknown objective, regression target, backbone library, pooling or weights status, or on
+            class/positive weights whose length differs from the number of labels.
     """
 
     model_type = "cage"
@@ -118,6 +127,7 @@ class CageConfig(PreTrainedConfig):
         weights_status: str = "untrained",
         training_recipe: dict[str, Any] | None = None,
         initializer_range: float = 0.02,
+        pooling: str = "timm",
         **kwargs: Any,
     ):
         if "id2label" not in kwargs and "num_labels" not in kwargs:
@@ -142,7 +152,15 @@ class CageConfig(PreTrainedConfig):
         self.weights_status = weights_status
         self.training_recipe = training_recipe
         self.initializer_range = initializer_range
+        self.pooling = pooling
         self.validate_cage()
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any):
+        # A saved config without `pooling` was written by cage 0.1.0, whose model mean-pooled every trunk.
+        if "pooling" not in config_dict:
+            config_dict = {**config_dict, "pooling": "mean"}
+        return super().from_dict(config_dict, **kwargs)
 
     def validate_cage(self) -> None:
         """Check the CAGE-specific fields; raises ``ValueError`` naming the bad field."""
@@ -159,6 +177,8 @@ class CageConfig(PreTrainedConfig):
             raise ValueError(f"backbone_library must be one of {BACKBONE_LIBRARIES}, got {self.backbone_library!r}")
         if self.backbone_library == "torchvision" and not self.backbone.startswith("maxvit"):
             raise ValueError(f"backbone_library 'torchvision' supports MaxViT only (e.g. 'maxvit_t'), got {self.backbone!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.weights_status not in WEIGHTS_STATUSES:
             raise ValueError(f"weights_status must be one of {WEIGHTS_STATUSES}, got {self.weights_status!r}")
         for name in ("class_weights", "pos_weight"):

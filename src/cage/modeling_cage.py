@@ -37,13 +37,19 @@ class CageOutput(ModelOutput):
             Raw continuous outputs in ``config.regression_targets`` order (valence, arousal[, dominance]).
             Trained towards [-1, 1] but not clamped: clamp for display, keep raw for metrics.
         pooled_features (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
-            Global-average-pooled trunk features, before the head's LayerNorm.
+            Pooled trunk features (timm's own pooling of the backbone, ``forward_head(..., pre_logits=True)``),
+            before the head's LayerNorm.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            With ``output_hidden_states``: the trunk's feature map after each stage (the stem first where the
+            trunk reports it, as timm's ``forward_intermediates``), each ``(batch_size, C_i, H_i, W_i)`` for
+            convolutional/hybrid trunks or timm's layout for token trunks.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     regression: torch.FloatTensor | None = None
     pooled_features: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 def concordance_correlation_coefficient(prediction: torch.Tensor, target: torch.Tensor, dim: int = 0) -> torch.Tensor:
@@ -70,13 +76,13 @@ def concordance_correlation_coefficient(prediction: torch.Tensor, target: torch.
 
 
 class CageHead(nn.Module):
-    """The CAGE head: pool -> LayerNorm(C) -> Linear(C, H) -> Tanh -> Linear(H, K, bias=False).
+    """The CAGE head on pooled features: LayerNorm(C) -> Linear(C, H) -> Tanh -> Linear(H, K, bias=False).
 
-    Layout from the paper and the authors' scripts (the torchvision MaxViT classifier with K outputs);
-    C = H = 512 for MaxViT-T, K = 10 for AffectNet-8 combined (8 logits, valence, arousal).
+    Layout from the paper and the authors' scripts (the torchvision MaxViT classifier with K outputs, after
+    its global average pool); C = H = 512 for MaxViT-T, K = 10 for AffectNet-8 combined (8 logits, valence,
+    arousal). Pooling belongs to the trunk ([`CageForExpressionInference.pool_features`]).
 
-    Input: trunk features ``(B, C, h, w)`` (channels-first maps) or ``(B, N, C)`` (tokens).
-    Output: ``(pooled (B, C), outputs (B, K))``.
+    Input: pooled features ``(B, C)``. Output: ``(B, K)``.
     """
 
     def __init__(self, in_features: int, hidden_size: int, num_outputs: int):
@@ -86,14 +92,8 @@ class CageHead(nn.Module):
         self.activation = nn.Tanh()
         self.output = nn.Linear(hidden_size, num_outputs, bias=False)
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if features.ndim == 4:
-            pooled = features.mean(dim=(2, 3))
-        elif features.ndim == 3:
-            pooled = features.mean(dim=1)
-        else:
-            pooled = features
-        return pooled, self.output(self.activation(self.hidden(self.norm(pooled))))
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.output(self.activation(self.hidden(self.norm(pooled))))
 
 
 def build_timm_trunk(config: CageConfig) -> nn.Module:
@@ -101,17 +101,25 @@ def build_timm_trunk(config: CageConfig) -> nn.Module:
 
     Never downloads: ``pretrained=False``. ImageNet weights are loaded on request by
     [`CageForExpressionInference.load_backbone_weights`].
+
+    The classifier goes through timm's own interface, ``reset_classifier(0)``, so that
+    ``forward_head(features, pre_logits=True)`` pools as timm intends for every architecture (global
+    average of NCHW maps, of Swin's NHWC maps, a ViT's class token, ...). Heads that also hold a
+    LayerNorm and a Linear + Tanh pre-logits layer after the pool (timm's ``NormMlpClassifierHead``:
+    MaxViT, ConvNeXt) are reset with ``reset_other=True``: those layers are the CAGE head's own LayerNorm,
+    Linear and Tanh, which must be applied once, by [`CageHead`].
     """
+    import inspect
+
     kwargs = dict(config.backbone_kwargs)
     pretrained_cfg = timm.models.get_pretrained_cfg(config.backbone)
     if pretrained_cfg is not None and pretrained_cfg.fixed_input_size:
         kwargs.setdefault("img_size", config.image_size)
-    trunk = timm.create_model(config.backbone, pretrained=False, num_classes=0, **kwargs)
-    # The trunk's own classifier (MaxViT's NormMlpClassifierHead, a ViT's head, ...) is replaced by the
-    # CAGE head; forward_features() never uses it, so its parameters would be dead weight.
-    for name in ("head", "fc", "classifier"):
-        if isinstance(getattr(trunk, name, None), nn.Module):
-            setattr(trunk, name, nn.Identity())
+    trunk = timm.create_model(config.backbone, pretrained=False, **kwargs)
+    if "reset_other" in inspect.signature(trunk.reset_classifier).parameters:
+        trunk.reset_classifier(0, reset_other=True)
+    else:
+        trunk.reset_classifier(0)
     return trunk
 
 
@@ -146,14 +154,31 @@ class TorchvisionMaxVitTrunk(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 
+    def _run_block(self, block: nn.Module, features: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and self.training:
+            return torch.utils.checkpoint.checkpoint(block, features, use_reentrant=False)
+        return block(features)
+
     def forward_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         features = self.stem(pixel_values)
         for block in self.blocks:
-            if self.grad_checkpointing and self.training:
-                features = torch.utils.checkpoint.checkpoint(block, features, use_reentrant=False)
-            else:
-                features = block(features)
+            features = self._run_block(block, features)
         return features
+
+    def forward_intermediates(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``(final features, [stem output, output of each of the 4 blocks])``, all NCHW, as timm's MaxViT."""
+        features = self.stem(pixel_values)
+        intermediates = [features]
+        for block in self.blocks:
+            features = self._run_block(block, features)
+            intermediates.append(features)
+        return features, intermediates
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pool ``(B, C, h, w) -> (B, C)``, as torchvision's classifier; CAGE supplies the rest."""
+        if not pre_logits:
+            raise ValueError("TorchvisionMaxVitTrunk has no classifier: call forward_head(x, pre_logits=True)")
+        return features.mean(dim=(2, 3))
 
 
 def build_trunk(config: CageConfig) -> nn.Module:
@@ -172,19 +197,90 @@ class CagePreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = []
 
+    # The Trainer must not pass `num_items_in_batch`: the CAGE losses are means over the batch.
+    accepts_loss_kwargs = False
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        # Head layers get a truncated normal; timm's trunk keeps its own initialisation. transformers v5
-        # builds from_pretrained models on the meta device, so timm's non-persistent buffers (MaxViT's
-        # relative-position indices) are not in the checkpoint and must be rebuilt here.
-        if isinstance(module, CageHead):
-            init.ones_(module.norm.weight)
-            init.zeros_(module.norm.bias)
-            init.trunc_normal_(module.hidden.weight, std=self.config.initializer_range)
-            init.zeros_(module.hidden.bias)
-            init.trunc_normal_(module.output.weight, std=self.config.initializer_range)
+        """Initialise one module's own parameters and buffers (transformers calls this on every module).
+
+        transformers 5 calls it leaf by leaf and skips modules without tensors of their own (``CageHead``
+        itself is never seen), and every ``transformers.initialization`` function leaves tensors that
+        were loaded from a checkpoint (flagged ``_is_hf_initialized``) alone. So this runs on: every module
+        of a fresh model (the trunk's tensors are flagged in ``__init__``: timm's own initialisation is kept),
+        the missing or mismatched ones of ``from_pretrained`` (e.g. ``head.output`` re-targeted to other
+        labels with ``ignore_mismatched_sizes=True``), and everything after building on the meta device,
+        ``to_empty`` and ``init_weights()``.
+
+        - head: LayerNorm weight 1 and bias 0; Linear weights truncated normal with std
+          ``config.initializer_range``, biases 0 (the head's own modules are recognised by identity);
+        - trunk layers of standard torch types (Linear, Conv, norms, BatchNorm running statistics, Embedding):
+          ``PreTrainedModel._init_weights``, transformers' generic scheme (as its ``TimmWrapper``);
+        - other tensors that timm/torchvision modules own directly (class tokens, position embeddings,
+          relative-position bias tables): truncated normal with std ``initializer_range``; LayerScale
+          ``gamma``: its ``init_values``;
+        - non-persistent buffers (MaxViT/Swin relative-position indices, sin-cos position embeddings): rebuilt
+          by the module (``init_non_persistent_buffers``), as they are never in a checkpoint; torchvision MaxViT's
+          persistent relative-position index is rebuilt too where it was not loaded.
+        """
+        std = self.config.initializer_range
+        head = getattr(self, "head", None)
+        if head is not None and module is head.norm:
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            return
+        if head is not None and module in (head.hidden, head.output):
+            init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+            return
+        standard = (
+            nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Embedding,
+            nn.GroupNorm, nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.MultiheadAttention,
+        )  # fmt: skip
+        if isinstance(module, standard):
+            super()._init_weights(module)
+            if isinstance(module, nn.LayerNorm) and "LayerNorm" not in type(module).__name__:
+                # subclasses of LayerNorm with other names (timm's LayerNorm2d is one; RmsNorm is not a LayerNorm)
+                if module.weight is not None:
+                    init.ones_(module.weight)
+                if module.bias is not None:
+                    init.zeros_(module.bias)
+        else:
+            standard_names = {"weight", "bias"} if isinstance(module, nn.modules.batchnorm._NormBase) else set()
+            for name, parameter in module.named_parameters(recurse=False):
+                if name in standard_names:
+                    continue
+                if name == "gamma" and hasattr(module, "init_values"):  # timm's LayerScale / LayerScale2d
+                    init.constant_(parameter, float(module.init_values))
+                elif name in ("weight",) and "norm" in type(module).__name__.lower():  # timm's RmsNorm and similar
+                    init.ones_(parameter)
+                elif name == "bias" and "norm" in type(module).__name__.lower():
+                    init.zeros_(parameter)
+                else:
+                    init.trunc_normal_(parameter, std=std)
+        index = getattr(module, "relative_position_index", None)
+        if isinstance(index, torch.Tensor) and type(module).__module__ == "torchvision.models.maxvit":
+            # torchvision's MaxViT keeps its relative-position index as a persistent buffer built in __init__
+            from torchvision.models.maxvit import _get_relative_position_index
+
+            init.copy_(index, _get_relative_position_index(module.size, module.size))
         if hasattr(module, "init_non_persistent_buffers"):
             module.init_non_persistent_buffers()
+        elif hasattr(module, "_get_pos_embed_values") and getattr(module, "feat_shape", None) is not None:
+            # timm's rotary/sin-cos position embeddings keep their table in a non-persistent buffer
+            module.pos_embed = module._get_pos_embed_values(
+                feat_shape=module.feat_shape,
+                device=module.pos_embed.device if module.pos_embed is not None else None,
+                dtype=module.pos_embed.dtype if module.pos_embed is not None else torch.float32,
+            )
+
+    def get_input_embeddings(self) -> None:
+        """``None``: an image trunk has no token embeddings (as transformers' ``TimmWrapper``)."""
+        return None
+
+    def set_input_embeddings(self, value) -> None:
+        raise NotImplementedError("CAGE models have no token embeddings to set")
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """``PreTrainedModel.save_pretrained``, plus the pipeline code that ``config.custom_pipelines`` names.
@@ -219,7 +315,10 @@ class CagePreTrainedModel(PreTrainedModel):
         )
 
     def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None, **kwargs) -> None:
+        # The trunk checkpoints its own stages (timm's / TorchvisionMaxVitTrunk's set_grad_checkpointing); the
+        # flag tells transformers (`is_activation_checkpointing`, the Trainer, DDP) that it is on.
         self.trunk.set_grad_checkpointing(enable)
+        self.gradient_checkpointing = enable
 
 
 class CageForExpressionInference(CagePreTrainedModel):
@@ -244,25 +343,84 @@ class CageForExpressionInference(CagePreTrainedModel):
     def __init__(self, config: CageConfig):
         super().__init__(config)
         self.trunk = build_trunk(config)
-        hidden = config.head_hidden_size or self.trunk.num_features
-        self.head = CageHead(self.trunk.num_features, hidden, config.num_outputs)
+        # Width of forward_head(x, pre_logits=True): timm reports it as head_hidden_size (the feature width, unless
+        # a timm head keeps a pre-logits layer of another width); TorchvisionMaxVitTrunk has num_features only.
+        pooled_width = getattr(self.trunk, "head_hidden_size", None) or self.trunk.num_features
+        hidden = config.head_hidden_size or pooled_width
+        self.head = CageHead(pooled_width, hidden, config.num_outputs)
+        self.gradient_checkpointing = False
+        # timm/torchvision have just initialised the trunk their own way: keep it (see `_init_weights`). On
+        # the meta device nothing was initialised, so `init_weights()` after `to_empty` does all of it.
+        for tensor in (*self.trunk.parameters(), *self.trunk.buffers()):
+            if tensor.device.type != "meta":
+                tensor._is_hf_initialized = True
         self.post_init()
+
+    def pool_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Pool trunk features ``forward_features(x)`` to ``(B, C)``.
+
+        ``config.pooling == "timm"``: the trunk's own pooling, ``forward_head(features, pre_logits=True)``
+        (after ``reset_classifier(0)``; see [`build_timm_trunk`]). ``"mean"`` (folders saved by cage 0.1.0):
+        the mean over all positions of ``(B, C, h, w)`` maps or ``(B, N, C)`` tokens, as they were trained with.
+        """
+        if self.config.pooling == "mean":
+            if features.ndim == 4:
+                return features.mean(dim=(2, 3))
+            if features.ndim == 3:
+                return features.mean(dim=1)
+            return features
+        return self.trunk.forward_head(features, pre_logits=True)
 
     def forward(
         self,
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         regression_labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> CageOutput | tuple:
-        features = self.trunk.forward_features(pixel_values)
-        pooled, outputs = self.head(features)
+        r"""
+        output_attentions (`bool`, *optional*):
+            Not supported (timm trunks compute attention inside fused kernels); ``True`` raises ``ValueError``.
+        output_hidden_states (`bool`, *optional*):
+            Also return the trunk's per-stage feature maps (timm's ``forward_intermediates``).
+        return_dict (`bool`, *optional*):
+            A [`CageOutput`] (default ``config.return_dict``) or a plain tuple of its non-``None`` fields.
+
+        Raises:
+            TypeError: on any other keyword argument (e.g. ``label=`` for ``labels=``), naming it.
+            ValueError: ``output_attentions=True``; ``output_hidden_states=True`` with a trunk that has no
+                ``forward_intermediates``; labels as in [`compute_loss`].
+        """
+        if kwargs:
+            raise TypeError(
+                f"{type(self).__name__}.forward() got unexpected keyword argument(s) {sorted(kwargs)}; it takes "
+                "pixel_values, labels, regression_labels, output_attentions, output_hidden_states, return_dict"
+            )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        if output_attentions:
+            raise ValueError("output_attentions is not supported by CAGE models (the trunk's attention is fused)")
+        if output_hidden_states:
+            if not hasattr(self.trunk, "forward_intermediates"):
+                raise ValueError(f"output_hidden_states: the trunk {self.config.backbone} has no forward_intermediates")
+            features, hidden_states = self.trunk.forward_intermediates(pixel_values)
+            hidden_states = tuple(hidden_states)
+        else:
+            features, hidden_states = self.trunk.forward_features(pixel_values), None
+        pooled = self.pool_features(features)
+        outputs = self.head(pooled)
         logits = outputs[:, : self.config.num_labels]
         regression = outputs[:, self.config.num_labels :]
         loss = self.compute_loss(logits, regression, labels, regression_labels)
-        output = CageOutput(loss=loss, logits=logits, regression=regression, pooled_features=pooled)
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output = CageOutput(
+            loss=loss, logits=logits, regression=regression, pooled_features=pooled, hidden_states=hidden_states
+        )
         return output if return_dict else output.to_tuple()
 
     def compute_loss(

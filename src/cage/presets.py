@@ -52,15 +52,59 @@ def make_config(
     return CageConfig(**fields)
 
 
+def backbone_data_config(config: CageConfig) -> dict[str, Any]:
+    """Normalisation and interpolation the backbone's weights were trained with.
+
+    timm backbones: ``timm.data.resolve_model_data_config`` on the backbone's ``pretrained_cfg`` (e.g.
+    ``maxvit_rmlp_pico_rw_256``: mean = std = 0.5, bicubic; ``maxvit_tiny_tf_224``: ImageNet mean/std,
+    bicubic). torchvision backbones: the ImageNet mean/std and interpolation of torchvision's ``DEFAULT``
+    weights' transforms (``maxvit_t``: bicubic).
+
+    Returns:
+        ``{"image_mean": [3 floats], "image_std": [3 floats], "resample": PILImageResampling}``.
+
+    Raises:
+        ValueError: the backbone has no pretrained configuration to read them from.
+    """
+    from transformers.image_utils import PILImageResampling
+
+    if config.backbone_library == "torchvision":
+        from torchvision.models import get_model_weights
+
+        transforms = get_model_weights(config.backbone).DEFAULT.transforms()
+        mean, std = transforms.mean, transforms.std
+        interpolation = transforms.interpolation.value
+    else:
+        import timm
+        from timm.data import resolve_model_data_config
+
+        pretrained_cfg = timm.models.get_pretrained_cfg(config.backbone)
+        if pretrained_cfg is None:
+            raise ValueError(f"timm has no pretrained configuration for backbone {config.backbone!r}")
+        data_config = resolve_model_data_config(None, pretrained_cfg=pretrained_cfg.to_dict())
+        mean, std, interpolation = data_config["mean"], data_config["std"], data_config["interpolation"]
+    resample = {"nearest": PILImageResampling.NEAREST, "bilinear": PILImageResampling.BILINEAR,
+                "bicubic": PILImageResampling.BICUBIC, "lanczos": PILImageResampling.LANCZOS}  # fmt: skip
+    if interpolation not in resample:
+        raise ValueError(f"backbone {config.backbone!r}: unsupported interpolation {interpolation!r}")
+    return {
+        "image_mean": [float(v) for v in mean],
+        "image_std": [float(v) for v in std],
+        "resample": resample[interpolation],
+    }
+
+
 def make_image_processor(config: CageConfig, **overrides: Any) -> CageImageProcessor:
-    """The processor matching ``config``: square ``image_size`` input, ImageNet mean/std, and a face crop
-    policy for AffectNet-style models (square + margin until ``cage train`` writes the training data's measured
-    framing) or an exact-box body crop policy for multi-label (EMOTIC) models."""
+    """The processor matching ``config``: square ``image_size`` input, the backbone's own mean/std and
+    interpolation ([`backbone_data_config`]), and a face crop policy for AffectNet-style models (square + margin
+    until ``cage train`` writes the training data's measured framing) or an exact-box body crop policy for
+    multi-label (EMOTIC) models. The saved processor records all of them."""
     fields: dict[str, Any] = {
         "size": {"height": config.image_size, "width": config.image_size},
         "crop_target": "body" if config.multi_label else "face",
         # Body crops are cut as the exact person box, as `cage prepare` cuts EMOTIC's body boxes.
         "crop_exact": bool(config.multi_label),
+        **backbone_data_config(config),
     }
     fields.update(overrides)
     return CageImageProcessor(**fields)
@@ -73,16 +117,19 @@ def write_untrained_model(
     image_size: int = 224,
     objective: str = "combined",
     seed: int = 0,
+    backbone_kwargs: dict[str, Any] | None = None,
 ) -> Path:
     """Save a randomly initialised model and its processor to ``output_dir`` (safetensors + configs + code).
 
-    The config says ``weights_status: "untrained"``; every prediction from it is meaningless and the CLI
+    ``backbone_kwargs`` go to the backbone's constructor (``timm.create_model``). The config says
+    ``weights_status: "untrained"``; every prediction from it is meaningless and the CLI
     says so. Meant for exercising the pipeline before trained weights exist.
     """
     import torch
 
     torch.manual_seed(seed)
-    config = make_config(labels, objective=objective, backbone=backbone, image_size=image_size)
+    overrides = {"backbone_kwargs": backbone_kwargs} if backbone_kwargs else {}
+    config = make_config(labels, objective=objective, backbone=backbone, image_size=image_size, **overrides)
     from .model_folder import save_model_folder
 
     model = CageForExpressionInference(config)
