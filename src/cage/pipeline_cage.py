@@ -124,6 +124,9 @@ def load_image(image: ImageInput) -> Image.Image:
     raise TypeError(f"expected a PIL image, a file path or an RGB NumPy array; got {type(image).__name__}")
 
 
+NON_FINITE_ERROR = "the model output is not finite (NaN or infinity): no prediction for this face"
+
+
 def outputs_to_records(logits: torch.Tensor, regression: torch.Tensor, config: Any) -> list[dict[str, Any]]:
     """Turn model outputs into one dict per row.
 
@@ -139,15 +142,34 @@ def outputs_to_records(logits: torch.Tensor, regression: torch.Tensor, config: A
         multi-label models also give ``categories``, the labels with probability >= 0.5. Models without
         categories (the authors' valence-arousal-only checkpoints, ``num_labels == 0``) give
         ``expression: None`` and empty ``probabilities``.
+
+        A row whose logits or regression outputs hold a NaN or an infinity (e.g. a diverged fp16 run) gets no
+        prediction: ``expression``, every probability and every target are ``None`` (``categories`` is
+        ``[]``) and ``error`` is [`NON_FINITE_ERROR`]. Values are never NaN, so the records are strict JSON.
     """
     logits = torch.as_tensor(logits).float().cpu()
-    regression = torch.as_tensor(regression).float().cpu().clamp(-1.0, 1.0)
+    raw_regression = torch.as_tensor(regression).float().cpu()
+    finite = torch.isfinite(logits).all(dim=-1) & torch.isfinite(raw_regression).all(dim=-1)
+    regression = raw_regression.clamp(-1.0, 1.0)
     probabilities = logits.sigmoid() if config.multi_label else logits.softmax(dim=-1)
     labels = [config.id2label[i] for i in range(logits.shape[-1])]
     records = []
-    for row_probabilities, row_regression in zip(probabilities.tolist(), regression.tolist()):
+    for row_finite, row_probabilities, row_regression in zip(
+        finite.tolist(), probabilities.tolist(), regression.tolist()
+    ):
+        if not row_finite:
+            record: dict[str, Any] = {
+                "expression": None,
+                "probabilities": {label: None for label in labels},
+            }
+            if config.multi_label:
+                record["categories"] = []
+            record.update({name: None for name in config.regression_targets})
+            record["error"] = NON_FINITE_ERROR
+            records.append(record)
+            continue
         best = max(range(len(labels)), key=row_probabilities.__getitem__) if labels else None
-        record: dict[str, Any] = {
+        record = {
             "expression": None if best is None else labels[best],
             "probabilities": {label: round(p, 6) for label, p in zip(labels, row_probabilities)},
         }
@@ -206,7 +228,8 @@ def face_records(
 
     Each record: ``box`` ``[x, y, w, h]`` (integer pixels of the upright original image, clipped to it),
     ``score`` (detector confidence), ``crop`` (``"face"`` or ``"body"``: what the model was trained on),
-    ``box_source`` (detector name, ``"image"`` or ``"user"``), then the prediction fields.
+    ``box_source`` (detector name, ``"image"`` or ``"user"``), then the prediction fields (with ``error`` when
+    the model output was not finite, see [`outputs_to_records`]).
     """
     width, height = image_size
     records = []
@@ -461,6 +484,7 @@ PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=FaceExpressionPipeline,
 
 
 __all__ = [
+    "NON_FINITE_ERROR",
     "TASK",
     "FaceExpressionAnalyzer",
     "FaceExpressionPipeline",

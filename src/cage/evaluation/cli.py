@@ -52,7 +52,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     if PartialState().is_main_process:
-        print(json.dumps(to_json_ready(metrics), indent=2))
+        print(json.dumps(to_json_ready(metrics), indent=2, allow_nan=False))
         if metrics.get("skipped_images"):
             print(f"cage evaluate: skipped {metrics['skipped_images']} undecodable image(s)", file=sys.stderr)
     return 0

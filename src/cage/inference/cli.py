@@ -142,7 +142,7 @@ def run_predict(args: argparse.Namespace) -> int:
     annotator = Annotator(args.annotate) if args.annotate else None
     stream = open(args.output, "w", newline="") if args.output else sys.stdout
     writer = ResultWriter(stream, args.format, analyzer.config)
-    images = faces = failures = 0
+    images = faces = failures = failed_faces = 0
     progress = tqdm(total=total, unit="image", disable=True if args.no_progress else None, delay=2, file=sys.stderr)
     try:
         for result, image in iter_input_results(
@@ -155,6 +155,15 @@ def run_predict(args: argparse.Namespace) -> int:
             else:
                 images += 1
                 faces += len(result.faces)
+                lost = sum(1 for face in result.faces if face.get("error"))
+                if lost:
+                    failed_faces += lost
+                    where = result.file if result.frame is None else f"{result.file} frame {result.frame}"
+                    progress.write(
+                        f"cage predict: error: {where}: {lost} face(s) without a prediction: "
+                        f"{next(face['error'] for face in result.faces if face.get('error'))}",
+                        file=sys.stderr,
+                    )
                 if annotator is not None and image is not None:
                     annotator.save(result, image, roots.get(result.file))
             writer.write(result)
@@ -165,10 +174,11 @@ def run_predict(args: argparse.Namespace) -> int:
             stream.close()
     elapsed = time.perf_counter() - started
     print(
-        f"cage predict: {images + failures} images, {faces} faces, {failures} failed, {elapsed:.1f} s",
+        f"cage predict: {images + failures} images, {faces} faces, {failures} failed, "
+        f"{failed_faces} faces without a prediction, {elapsed:.1f} s",
         file=sys.stderr,
     )
-    return EXIT_INPUT_ERRORS if failures else EXIT_OK
+    return EXIT_INPUT_ERRORS if failures or failed_faces else EXIT_OK
 
 
 def _camera_source(camera: str) -> Any:
@@ -215,7 +225,7 @@ def run_webcam(args: argparse.Namespace) -> int:
                     frame=index,
                     time_s=round(index / fps, 3) if fps > 0 else round(time.perf_counter() - started, 3),
                 )
-                print(json.dumps(result.to_dict()), flush=True)
+                print(json.dumps(result.to_dict(), allow_nan=False), flush=True)
                 if annotator is not None:
                     from PIL import Image
 

@@ -48,6 +48,12 @@ class ImageResult:
             record["error"] = self.error
         return record
 
+    @property
+    def failed(self) -> bool:
+        """Whether something was lost: the input could not be processed, or a face has no prediction (its
+        record has ``error``, e.g. a non-finite model output)."""
+        return self.error is not None or any(face.get("error") for face in self.faces)
+
 
 def load_boxes(path: str | os.PathLike) -> dict[str, list[list[float]]]:
     """Read user boxes (e.g. EMOTIC person boxes): ``{"image path or file name": [[x, y, w, h], ...], ...}``.

@@ -1,0 +1,123 @@
+"""Faults reported from the field (issue 11): non-finite outputs, usage errors, odd file names, threads,
+pipeline batching, small faces in big photos, variable-frame-rate and damaged videos."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TINY_BACKBONE, TINY_SIZE, face_photo
+
+
+@pytest.fixture(scope="module")
+def _one_torch_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def cli(_one_torch_thread, capsys):
+    from cage.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def strict_json(text: str):
+    """``json.loads`` that refuses NaN/Infinity, as strict JSON parsers do."""
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+# ----------------------------------------------------------------------------------------- 6. non-finite outputs
+
+
+@pytest.fixture(scope="module")
+def nan_model_dir(tmp_path_factory) -> Path:
+    """A tiny model whose head's output layer is NaN (what a diverged fp16 run looks like)."""
+    import torch
+
+    from cage.modeling_cage import CageForExpressionInference
+    from cage.presets import write_untrained_model
+
+    source = write_untrained_model(
+        tmp_path_factory.mktemp("nan") / "src", backbone=TINY_BACKBONE, image_size=TINY_SIZE, seed=0
+    )
+    model = CageForExpressionInference.from_pretrained(source)
+    with torch.no_grad():
+        model.head.output.weight.fill_(float("nan"))
+    target = tmp_path_factory.mktemp("nan") / "nan_model"
+    model.save_pretrained(target)
+    for name in ("preprocessor_config.json",):
+        (target / name).write_text((source / name).read_text())
+    return target
+
+
+def test_non_finite_outputs_give_null_values_an_error_and_exit_1(cli, nan_model_dir, tmp_path):
+    obama = face_photo("obama.jpg")
+    for fmt in ("json", "jsonl"):
+        code, out, err = cli("predict", str(obama), "--model", str(nan_model_dir), "--format", fmt)
+        assert code == 1, err
+        records = strict_json(out) if fmt == "json" else [strict_json(line) for line in out.splitlines()]
+        (face,) = records[0]["faces"]
+        assert face["expression"] is None and face["valence"] is None and face["arousal"] is None
+        assert set(face["probabilities"].values()) == {None}
+        assert "not finite" in face["error"]
+        assert "1 faces without a prediction" in err
+    code, out, _ = cli("predict", str(obama), "--model", str(nan_model_dir), "--format", "csv")
+    assert code == 1
+    import csv
+    import io
+
+    (row,) = list(csv.DictReader(io.StringIO(out)))
+    assert row["valence"] == "" and row["expression"] == "" and "not finite" in row["error"]
+    values = [v for k, v in row.items() if k not in ("file", "error")]
+    assert all(v.lower() not in ("nan", "inf", "-inf") for v in values)
+
+
+def test_writers_refuse_nan():
+    from types import SimpleNamespace
+
+    from cage.inference.output import ResultWriter
+    from cage.inference.predict import ImageResult
+
+    config = SimpleNamespace(id2label={0: "Neutral"}, regression_targets=["valence"], multi_label=False)
+    face = {"box": [0, 0, 1, 1], "score": 1.0, "crop": "face", "box_source": "user", "expression": "Neutral"}
+    face.update(probabilities={"Neutral": 1.0}, valence=float("nan"))
+    import io
+
+    for fmt in ("json", "jsonl", "csv"):
+        writer = ResultWriter(io.StringIO(), fmt, config)
+        with pytest.raises(ValueError):
+            writer.write(ImageResult(file="x.jpg", faces=[face]))
+
+
+def test_outputs_to_records_marks_only_the_non_finite_rows():
+    import torch
+
+    from cage.configuration_cage import CageConfig
+    from cage.pipeline_cage import NON_FINITE_ERROR, outputs_to_records
+
+    config = CageConfig()
+    logits = torch.zeros(3, config.num_labels)
+    regression = torch.tensor([[0.5, -0.25], [float("nan"), 0.0], [0.1, float("inf")]])
+    good, nan_row, inf_row = outputs_to_records(logits, regression, config)
+    assert good["valence"] == 0.5 and good["arousal"] == -0.25 and "error" not in good
+    for row in (nan_row, inf_row):
+        assert row["error"] == NON_FINITE_ERROR and row["valence"] is None and row["expression"] is None
