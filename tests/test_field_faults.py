@@ -121,3 +121,48 @@ def test_outputs_to_records_marks_only_the_non_finite_rows():
     assert good["valence"] == 0.5 and good["arousal"] == -0.25 and "error" not in good
     for row in (nan_row, inf_row):
         assert row["error"] == NON_FINITE_ERROR and row["valence"] is None and row["expression"] is None
+
+
+# ------------------------------------------------------------------------------------------- 8. usage errors
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--device", "meta"], "device 'meta' cannot run inference"),
+        (["--device", "nonsense"], "device 'nonsense' is not a device name"),
+        (["--device", "xpu"], "no Intel XPU is available"),
+        (["-o", "{tmp}/missing/out.json"], "does not exist; create it first"),
+        (["-o", "{tmp}"], "is a folder"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(cli, tiny_model_dir, tmp_path, extra, needle):
+    import torch
+
+    if "xpu" in extra and getattr(torch, "xpu", None) is not None and torch.xpu.is_available():
+        pytest.skip("an Intel XPU is present")
+    extra = [value.replace("{tmp}", str(tmp_path)) for value in extra]
+    code, out, err = cli("predict", str(face_photo("obama.jpg")), "--model", str(tiny_model_dir), *extra)
+    assert code == 2 and out == ""
+    lines = [line for line in err.splitlines() if line.startswith("cage predict:")]
+    assert len(lines) == 1 and needle in lines[0], err
+    assert "Traceback" not in err
+    assert not (tmp_path / "missing").exists()
+
+
+def test_model_path_with_tilde_is_expanded(cli, tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "models" / "tiny")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code, out, err = cli("predict", str(face_photo("obama.jpg")), "--model", "~/models/tiny", "--format", "jsonl")
+    assert code == 0, err
+    assert len(strict_json(out)["faces"]) == 1
+    code, _, err = cli("predict", str(face_photo("obama.jpg")), "--model", "~/models/absent")
+    assert code == 2 and f"{tmp_path}/models/absent: no such folder" in err
+
+
+def test_model_load_errors_of_any_command_are_one_line(cli, tmp_path):
+    code, _, err = cli("bench", "--model", str(tmp_path / "absent"))
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"cage bench: {tmp_path / 'absent'}: no such folder")

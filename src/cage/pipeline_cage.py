@@ -32,11 +32,18 @@ TASK = "facial-expression-inference"
 ImageInput = Any  # PIL.Image.Image | str | os.PathLike | np.ndarray (RGB)
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"``/``None`` -> CUDA if available, else Apple MPS if available, else CPU.
 
+    Explicit devices: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``, ``"xpu"``/``"xpu:N"`` (Intel GPUs).
+
     Raises:
-        ValueError: an explicitly requested ``cuda``/``mps`` device is not available.
+        ValueError: not a device name torch knows, a device type inference cannot run on (e.g. ``"meta"``),
+            or a requested ``cuda``/``mps``/``xpu`` device (or device index) that is not available; the
+            message says which devices exist.
     """
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
@@ -44,11 +51,25 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but no CUDA GPU is available")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ValueError(f"device {str(device)!r} is not a device name; use auto, cpu, cuda, cuda:N, mps or xpu") from error
+    if device.type not in DEVICE_TYPES:
+        raise ValueError(f"device {str(device)!r} cannot run inference; use auto, cpu, cuda, cuda:N, mps or xpu")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} was requested but no CUDA GPU is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA GPU(s) are available")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' was requested but Apple MPS is not available")
+    if device.type == "xpu":
+        xpu = getattr(torch, "xpu", None)
+        if xpu is None or not xpu.is_available():
+            raise ValueError(f"device {str(device)!r} was requested but no Intel XPU is available")
+        if device.index is not None and device.index >= xpu.device_count():
+            raise ValueError(f"device {str(device)!r}: only {xpu.device_count()} XPU(s) are available")
     return device
 
 

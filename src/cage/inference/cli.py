@@ -93,6 +93,16 @@ def add_webcam_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_webcam)
 
 
+def output_path_problem(output: str) -> str | None:
+    """Why the file ``output`` cannot be written (its folder is missing or it is a folder), or ``None``."""
+    path = Path(output).expanduser()
+    if path.is_dir():
+        return f"--output {output} is a folder; give a file name"
+    if not path.parent.is_dir():
+        return f"--output {output}: the folder {path.parent} does not exist; create it first"
+    return None
+
+
 def _load(args: argparse.Namespace, command: str):
     from . import ModelLoadError, load_analyzer
 
@@ -129,6 +139,11 @@ def run_predict(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as error:
             print(f"cage predict: {error}", file=sys.stderr)
             return EXIT_USAGE
+    if args.output is not None:
+        problem = output_path_problem(args.output)
+        if problem:
+            print(f"cage predict: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     analyzer = _load(args, "predict")
     if analyzer is None:
         return EXIT_USAGE
@@ -140,7 +155,11 @@ def run_predict(args: argparse.Namespace) -> int:
         for f in files
     )
     annotator = Annotator(args.annotate) if args.annotate else None
-    stream = open(args.output, "w", newline="") if args.output else sys.stdout
+    try:
+        stream = open(Path(args.output).expanduser(), "w", newline="") if args.output else sys.stdout
+    except OSError as error:
+        print(f"cage predict: cannot write --output {args.output}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_USAGE
     writer = ResultWriter(stream, args.format, analyzer.config)
     images = faces = failures = failed_faces = 0
     progress = tqdm(total=total, unit="image", disable=True if args.no_progress else None, delay=2, file=sys.stderr)

@@ -34,6 +34,8 @@ def load_model_and_processor(model: str | Path, device: Any = None) -> tuple[Any
     import cage  # noqa: F401  (registers the Auto classes)
 
     name = str(model)
+    if name.startswith("~"):  # a quoted "~/models/x" (the shell expands only unquoted tildes)
+        name = os.path.expanduser(name)
     path = Path(name)
     if path.exists():
         if not (path / "config.json").is_file():

@@ -65,7 +65,7 @@ def load_boxes(path: str | os.PathLike) -> dict[str, list[list[float]]]:
         ValueError: the file is not such a JSON object; the message names the file and the bad entry.
         OSError: the file cannot be read.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as error:
