@@ -166,3 +166,34 @@ def test_model_load_errors_of_any_command_are_one_line(cli, tmp_path):
     code, _, err = cli("bench", "--model", str(tmp_path / "absent"))
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith(f"cage bench: {tmp_path / 'absent'}: no such folder")
+
+
+# ------------------------------------------------------------------------------------ 9. prepare pre-checks
+
+
+def test_prepare_checks_the_hold_out_before_decoding_and_names_the_smallest_fraction(tmp_path, monkeypatch):
+    from data_fixtures import affectnet_labels, write_affectnet_cropped
+
+    from cage.data import PrepareError, affectnet, prepare_affectnet
+
+    root = tmp_path / "affectnet"
+    write_affectnet_cropped(root, affectnet_labels(per_class=4), affectnet_labels(per_class=1, offset=100))
+    decoded = []
+    monkeypatch.setattr(affectnet, "read_image", lambda *a, **k: decoded.append(a) or None)
+    with pytest.raises(PrepareError, match=r"32 training examples.*use --val-fraction 0\.25 \(the smallest") as info:
+        prepare_affectnet(root, tmp_path / "out", val_fraction=0.05)
+    assert decoded == [] and "before decoding" in str(info.value)
+    assert not (tmp_path / "out").exists()
+    # The fraction named works: 8 of 32 held out, one per class.
+    monkeypatch.undo()
+    splits, _, _ = prepare_affectnet(root, tmp_path / "out", val_fraction=0.25)
+    assert len(splits["validation"]) == 8 and sorted(splits["validation"]["label"]) == list(range(8))
+
+
+def test_holdout_problem_bounds():
+    from cage.data.affectnet import holdout_problem
+
+    assert holdout_problem([5] * 8, 0.2) is None  # 8 of 40: one per class
+    assert "--val-fraction 0.2 " in holdout_problem([5] * 8, 0.05)
+    assert "classes [2] have fewer" in holdout_problem([5, 5, 1, 5, 5, 5, 5, 5], 0.5)
+    assert "--val-fraction 0.2 " in holdout_problem([5] * 8, 0.9)  # too few left to train on
