@@ -197,3 +197,42 @@ def test_holdout_problem_bounds():
     assert "--val-fraction 0.2 " in holdout_problem([5] * 8, 0.05)
     assert "classes [2] have fewer" in holdout_problem([5, 5, 1, 5, 5, 5, 5, 5], 0.5)
     assert "--val-fraction 0.2 " in holdout_problem([5] * 8, 0.9)  # too few left to train on
+
+
+# ------------------------------------------------------------------------------------------ 7. files and names
+
+
+def test_odd_names_extensions_and_linked_folders_are_read_or_named_as_skipped(cli, tiny_model_dir, tmp_path):
+    import os
+    import shutil
+
+    obama = face_photo("obama.jpg")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    raw_name = os.fsencode(str(photos)) + b"/caf\xe9.jpg"  # Latin-1 byte: not valid UTF-8
+    shutil.copy(obama, os.fsdecode(raw_name))
+    shutil.copy(obama, photos / "portrait.img")  # a JPEG with an extension on no list
+    (photos / "notes.txt").write_text("not an image")
+    shutil.copy(obama, photos / ".hidden.jpg")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(obama, elsewhere / "linked.jpg")
+    (photos / "album").symlink_to(elsewhere, target_is_directory=True)
+    (photos / "loop").symlink_to(photos, target_is_directory=True)  # must not recurse forever
+
+    for fmt in ("jsonl", "csv"):
+        code, out, err = cli("predict", str(photos), "--model", str(tiny_model_dir), "--format", fmt)
+        assert code == 0, err
+        if fmt == "jsonl":
+            records = [strict_json(line) for line in out.splitlines()]
+            names = [record["file"] for record in records]
+            assert names == [f"{photos}/album/linked.jpg", f"{photos}/caf\\xe9.jpg", f"{photos}/portrait.img"]
+            assert [len(record["faces"]) for record in records] == [1, 1, 1]
+        else:
+            out.encode("utf-8")  # the CSV is valid UTF-8 whatever the names
+            assert f"{photos}/caf\\xe9.jpg" in out
+    skipped = [line for line in err.splitlines() if "skipped" in line and "cage predict: skipped" in line]
+    assert any("notes.txt: not an image Pillow can open" in line for line in skipped)
+    assert any(".hidden.jpg: hidden file" in line for line in skipped)
+    assert any("loop: link to a folder already read" in line for line in skipped)
+    assert "3 images, 3 faces, 0 failed, 0 faces without a prediction, 3 skipped" in err

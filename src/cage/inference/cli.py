@@ -130,7 +130,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     from .output import Annotator, ResultWriter
     from .predict import iter_input_results, load_boxes
-    from .sources import expand_inputs, sampled_frame_count
+    from .output import printable_name
+    from .sources import sampled_frame_count, scan_inputs
 
     boxes = None
     if args.boxes is not None:
@@ -148,7 +149,9 @@ def run_predict(args: argparse.Namespace) -> int:
     if analyzer is None:
         return EXIT_USAGE
     started = time.perf_counter()
-    files = expand_inputs(args.inputs)
+    files, skipped = scan_inputs(args.inputs)
+    for item in skipped:
+        print(f"cage predict: skipped {printable_name(item.path)}: {item.reason}", file=sys.stderr)
     roots = {f.path: Path(f.root) for f in files if f.root is not None}
     total = sum(
         (sampled_frame_count(f.path, args.every, args.fps) or 1) if f.kind == "video" and not f.error else 1
@@ -194,7 +197,7 @@ def run_predict(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     print(
         f"cage predict: {images + failures} images, {faces} faces, {failures} failed, "
-        f"{failed_faces} faces without a prediction, {elapsed:.1f} s",
+        f"{failed_faces} faces without a prediction, {len(skipped)} skipped, {elapsed:.1f} s",
         file=sys.stderr,
     )
     return EXIT_INPUT_ERRORS if failures or failed_faces else EXIT_OK

@@ -16,7 +16,10 @@ from ..pipeline_cage import bgr_to_rgb
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".jfif"}
 )
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", ".mts", ".m2ts"}
+    | {".ogv", ".vob", ".asf", ".mjpeg", ".mjpg"}
+)
 
 
 @dataclass(frozen=True)
@@ -38,36 +41,94 @@ def kind_of(path: str | os.PathLike) -> str:
     return "video" if Path(path).suffix.lower() in VIDEO_EXTENSIONS else "image"
 
 
-def iter_folder(folder: str | os.PathLike) -> Iterator[Path]:
-    """Image and video files under ``folder``, recursively, in a stable order (sorted by relative path).
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file found in a folder that is not read, and why (reported by name and counted, never silent)."""
 
-    Hidden files and folders (names starting with ``.``) and files with other extensions are skipped; a file
-    with an image extension that is not an image is still returned, so that it is reported when read.
+    path: str
+    reason: str
+
+
+def _identify_image(path: Path) -> bool:
+    """Whether Pillow recognises ``path`` as an image (reads the header only)."""
+    try:
+        with Image.open(path):
+            return True
+    except Exception:  # noqa: BLE001 - any failure means "not an image Pillow can open"
+        return False
+
+
+def scan_folder(folder: str | os.PathLike) -> tuple[list[Path], list[SkippedFile]]:
+    """Image and video files under ``folder``, recursively, in a stable order (sorted by relative path), and
+    the files that are skipped, each with its reason.
+
+    - Files with an image or video extension (see [`IMAGE_EXTENSIONS`], [`VIDEO_EXTENSIONS`], any case) are
+      returned, even if broken (they are reported when read).
+    - Files with another or no extension are returned when Pillow recognises them as an image (a JPEG saved
+      as ``.img``, a ``.dng``...); otherwise they are skipped with the reason.
+    - Hidden files and folders (names starting with ``.``) are skipped with the reason.
+    - Symbolic links to folders are followed (each real folder is visited once, so link loops end);
+      links to files are read like files; broken links are returned and reported when read.
+    - Names that are not valid UTF-8 are kept as the operating system gives them (surrogate escapes).
     """
     root = Path(folder)
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    found, skipped = [], []
+    visited = {os.path.realpath(root)}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        keep = []
+        for name in sorted(dirnames):
+            path = Path(dirpath) / name
+            if name.startswith("."):
+                skipped.append(SkippedFile(str(path), "hidden folder"))
+                continue
+            real = os.path.realpath(path)
+            if real in visited:
+                skipped.append(SkippedFile(str(path), f"link to a folder already read ({real})"))
+                continue
+            visited.add(real)
+            keep.append(name)
+        dirnames[:] = keep
         for name in filenames:
+            path = Path(dirpath) / name
             suffix = Path(name).suffix.lower()
-            if not name.startswith(".") and (suffix in IMAGE_EXTENSIONS or suffix in VIDEO_EXTENSIONS):
-                path = Path(dirpath) / name
+            if name.startswith("."):
+                skipped.append(SkippedFile(str(path), "hidden file"))
+            elif suffix in IMAGE_EXTENSIONS or suffix in VIDEO_EXTENSIONS or _identify_image(path):
                 found.append((path.relative_to(root).as_posix(), path))
-    return iter(path for _, path in sorted(found))
+            else:
+                reason = f"not an image Pillow can open, nor a video extension ({', '.join(sorted(VIDEO_EXTENSIONS))})"
+                skipped.append(SkippedFile(str(path), reason))
+    return [path for _, path in sorted(found)], sorted(skipped, key=lambda item: item.path)
+
+
+def iter_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """The files [`scan_folder`] returns for reading (the skipped ones are left out)."""
+    return iter(scan_folder(folder)[0])
+
+
+def scan_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[InputFile], list[SkippedFile]]:
+    """Files given and files found in folders given, in order, and the files skipped in those folders.
+
+    A leading ``~`` is expanded; missing paths become ``InputFile`` errors (reported, not dropped).
+    """
+    files: list[InputFile] = []
+    skipped: list[SkippedFile] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found, left = scan_folder(path)
+            files.extend(InputFile(str(p), kind_of(p), root=str(path)) for p in found)
+            skipped.extend(left)
+        elif path.exists():
+            files.append(InputFile(str(path) if str(item).startswith("~") else str(item), kind_of(path)))
+        else:
+            files.append(InputFile(str(item), kind_of(path), error=f"{item}: no such file or folder"))
+    return files, skipped
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[InputFile]:
-    """Files given and files found in folders given, in order; missing paths become ``InputFile`` errors."""
-    files: list[InputFile] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files.extend(InputFile(str(p), kind_of(p), root=str(path)) for p in iter_folder(path))
-        elif path.exists():
-            files.append(InputFile(str(item), kind_of(path)))
-        else:
-            files.append(InputFile(str(item), kind_of(path), error=f"{item}: no such file or folder"))
-    return files
+    """The files of [`scan_inputs`] (without the list of skipped files)."""
+    return scan_inputs(inputs)[0]
 
 
 @dataclass(frozen=True)
@@ -176,6 +237,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "InputFile",
+    "SkippedFile",
     "VideoFrame",
     "expand_inputs",
     "iter_folder",
@@ -183,4 +245,6 @@ __all__ = [
     "kind_of",
     "open_video",
     "sampled_frame_count",
+    "scan_folder",
+    "scan_inputs",
 ]
