@@ -236,3 +236,36 @@ def test_odd_names_extensions_and_linked_folders_are_read_or_named_as_skipped(cl
     assert any(".hidden.jpg: hidden file" in line for line in skipped)
     assert any("loop: link to a folder already read" in line for line in skipped)
     assert "3 images, 3 faces, 0 failed, 0 faces without a prediction, 3 skipped" in err
+
+
+# --------------------------------------------------------------------------------------------------- 1. threads
+
+
+def test_one_analyzer_shared_by_four_threads_gives_the_sequential_records(tiny_model_dir):
+    import threading
+
+    from cage import ExpressionAnalyzer
+
+    skimage_data = pytest.importorskip("skimage.data")
+    analyzer = ExpressionAnalyzer.from_pretrained(tiny_model_dir, device="cpu", detector="dlib")
+    base = Image.fromarray(skimage_data.astronaut())
+    two = Image.open(face_photo("two_people.jpg")).convert("RGB")
+    images = [base.resize((384, 384)), two, base.resize((300, 300)), two.resize((two.width // 2 * 2, two.height))]
+    expected = [analyzer.predict(image) for image in images]
+    assert [len(faces) for faces in expected] == [1, 2, 1, 2]
+    got: dict[tuple[int, int], list] = {}
+    start = threading.Barrier(4)
+
+    def work(index: int) -> None:
+        start.wait()
+        for repeat in range(3):
+            got[index, repeat] = analyzer.predict(images[(index + repeat) % 4])
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert len(got) == 12
+    for (index, repeat), faces in got.items():
+        assert faces == expected[(index + repeat) % 4]

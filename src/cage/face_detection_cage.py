@@ -19,6 +19,7 @@ downscaled for detection and the boxes are mapped back to original pixels (multi
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,15 +60,37 @@ class FaceDetection:
         return left, top, max(0, right - left), max(0, bottom - top)
 
 
+_LOCK_GUARD = threading.Lock()
+
+
 class FaceDetector:
     """Interface: ``detect(image)`` returns the faces of an RGB PIL image, left to right.
 
     Subclasses implement ``_detect_boxes(work)`` on the downscaled working image (longer side at most
     ``max_side`` pixels); ``detect`` maps its boxes back to the original image's pixels.
+
+    Thread safety: ``detect`` may be called from several threads on the same detector. dlib's and OpenCV's
+    detectors keep per-call state in the detector object (dlib's scanner buffers, YuNet's input size), so
+    each detector instance runs one ``_detect_boxes`` at a time under its own lock; concurrent calls wait
+    for each other and return exactly what sequential calls return. For parallel detection, give each
+    thread its own detector (``create_face_detector``).
     """
 
     name = "base"
     max_side: int | None = None
+
+    @property
+    def lock(self) -> threading.Lock:
+        """This detector's lock, held while the back-end runs (created on first use)."""
+        lock = self.__dict__.get("_detect_lock")
+        if lock is None:
+            with _LOCK_GUARD:
+                lock = self.__dict__.setdefault("_detect_lock", threading.Lock())
+        return lock
+
+    def _locked_boxes(self, work: Image.Image) -> list[tuple[tuple[float, float, float, float], float]]:
+        with self.lock:
+            return self._detect_boxes(work)
 
     def detect(self, image: Image.Image) -> list[FaceDetection]:
         """Faces of ``image`` (RGB PIL), sorted left to right (then top to bottom); boxes in its pixels."""
@@ -80,7 +103,7 @@ class FaceDetector:
         sx, sy = image.width / work.width, image.height / work.height
         detections = [
             FaceDetection(box=(x * sx, y * sy, w * sx, h * sy), score=float(score))
-            for (x, y, w, h), score in self._detect_boxes(work)
+            for (x, y, w, h), score in self._locked_boxes(work)
         ]
         return sorted(detections, key=lambda d: (d.box[0], d.box[1]))
 

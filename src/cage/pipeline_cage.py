@@ -322,6 +322,13 @@ class FaceExpressionAnalyzer:
         precision: ``"fp32"`` (default: exact, reproducible), ``"bf16"`` (bf16 autocast + channels-last; torch
             models only) or ``"auto"`` (bf16 where the device has native bf16, see [`resolve_precision`]).
 
+    Thread safety: one analyzer may be shared by several threads (the Space does): ``predict``, ``analyze``,
+    ``predict_bgr`` and ``predict_crops`` keep no per-call state on the object; the face detector runs one
+    image at a time under its own lock (dlib and OpenCV detectors are not thread-safe) and the model's forward
+    pass in inference mode is safe to call concurrently. Concurrent calls give the same records as
+    sequential calls. Changing attributes (``detector``, ``batch_size``...) while other threads predict is
+    not safe.
+
     Raises:
         ValueError: ``batch_size`` < 1, unknown detector or unavailable device.
         ImportError, FileNotFoundError: the detector's package or model file is missing (see
