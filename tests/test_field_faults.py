@@ -269,3 +269,37 @@ def test_one_analyzer_shared_by_four_threads_gives_the_sequential_records(tiny_m
     assert len(got) == 12
     for (index, repeat), faces in got.items():
         assert faces == expected[(index + repeat) % 4]
+
+
+# ------------------------------------------------------------------------------------- 2. pipeline batching
+
+
+def assert_same_records(got: list[dict], want: list[dict], tolerance: float = 1e-5) -> None:
+    """Same faces (boxes, scores, labels exactly) and the same numbers up to ``tolerance``."""
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert a.keys() == b.keys()
+        assert (a["box"], a["score"], a["box_source"]) == (b["box"], b["score"], b["box_source"])
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=tolerance)
+        for key in ("valence", "arousal"):
+            assert a[key] == pytest.approx(b[key], abs=tolerance)
+
+
+def test_pipeline_batch_size_gives_the_batch_size_1_records(_one_torch_thread, tiny_model_dir, coffee_image):
+    from transformers import pipeline
+
+    from cage import ExpressionAnalyzer
+    from cage.pipeline_cage import TASK, FaceExpressionPipeline
+
+    pipe = pipeline(TASK, model=str(tiny_model_dir), pipeline_class=FaceExpressionPipeline, device="cpu")
+    two, one = str(face_photo("two_people.jpg")), str(face_photo("obama.jpg"))
+    images = [two, one, str(coffee_image), one, two]
+    alone = [pipe(image) for image in images]
+    assert [len(faces) for faces in alone] == [2, 1, 0, 1, 2]
+    analyzer = ExpressionAnalyzer.from_pretrained(tiny_model_dir, device="cpu")
+    assert_same_records(alone[0], analyzer.predict(two))
+    for batch_size in (2, 4):
+        batched = pipe(images, batch_size=batch_size)
+        assert len(batched) == len(images)
+        for got, want in zip(batched, alone):
+            assert_same_records(got, want)

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from transformers import AutoModel, Pipeline
+from transformers import AutoModel
+from transformers.pipelines.base import ChunkPipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .face_detection_cage import FaceDetection, FaceDetector, WholeImageDetector, create_face_detector
@@ -442,7 +443,7 @@ class FaceExpressionAnalyzer:
         return self.predict(bgr_to_rgb(frame), boxes=boxes)
 
 
-class FaceExpressionPipeline(Pipeline):
+class FaceExpressionPipeline(ChunkPipeline):
     """transformers pipeline for task ``facial-expression-inference``: image in, one record per face out.
 
     ``pipeline(model=folder_or_repo, trust_remote_code=True)`` builds it from the code saved with the model.
@@ -453,8 +454,16 @@ class FaceExpressionPipeline(Pipeline):
         detector: ``"dlib"``, ``"yunet"``, ``"none"`` or a ``FaceDetector``; default by the crop policy.
         detector_model: the detector's model file (YuNet's ONNX file).
         boxes: per call, ``(x, y, w, h)`` boxes to use instead of detection (one image at a time).
+        batch_size: face crops per forward pass (transformers' own argument). Batching is per face (a
+            ``ChunkPipeline``: ``preprocess`` yields one item per face, ``postprocess`` regroups an image's
+            faces), so ``pipe(images, batch_size=k)`` returns, for every image, the records that
+            ``batch_size=1`` returns (up to float rounding of batched matrix products, ~1e-6): all its faces,
+            whatever batch they landed in. An image without a face yields one placeholder item whose forward
+            pass is skipped, and returns ``[]``.
 
-    The faces of one image form one forward pass; use ``cage.ExpressionAnalyzer`` for batches across images.
+    Thread safety: transformers stores per-call keyword arguments on the pipeline object, so concurrent calls
+    on one pipeline are safe only without per-call arguments; use one pipeline per thread, or the thread-safe
+    [`FaceExpressionAnalyzer`].
     """
 
     _load_processor = False
@@ -465,6 +474,7 @@ class FaceExpressionPipeline(Pipeline):
 
     def __init__(self, *args, **kwargs):
         self._detectors: dict[tuple[str, str | None], FaceDetector] = {}
+        self._blank: torch.Tensor | None = None
         super().__init__(*args, **kwargs)
 
     def _get_detector(self, name: str, model_path: str | os.PathLike | None = None) -> FaceDetector:
@@ -481,31 +491,63 @@ class FaceExpressionPipeline(Pipeline):
             preprocess_params["detector"] = self._get_detector(detector or "yunet", detector_model)
         return preprocess_params, {}, {}
 
+    def _blank_pixels(self) -> torch.Tensor:
+        """A zero ``(1, 3, H, W)`` tensor shaped like one processed crop (the face-less placeholder)."""
+        if self._blank is None:
+            pixels = self.image_processor([Image.new("RGB", (8, 8))], return_tensors="pt")["pixel_values"]
+            self._blank = torch.zeros_like(pixels)
+        return self._blank
+
     def preprocess(self, image, boxes=None, detector=None):
         if detector is None:
             detector = self._get_detector(default_detector_name(self.image_processor))
         image = load_image(image)
         detections, crops, source = locate_faces(image, detector, self.image_processor, boxes)
-        inputs: dict[str, Any] = {"detections": detections, "size": image.size, "box_source": source}
-        if crops:
-            inputs["pixel_values"] = self.image_processor(crops, return_tensors="pt")["pixel_values"]
-        return inputs
+        if not crops:
+            yield {
+                "pixel_values": self._blank_pixels(),
+                "has_face": torch.zeros(1, dtype=torch.bool),
+                "detection": None,
+                "size": image.size,
+                "box_source": source,
+                "is_last": True,
+            }
+            return
+        for index, (detection, crop) in enumerate(zip(detections, crops)):
+            yield {
+                "pixel_values": self.image_processor([crop], return_tensors="pt")["pixel_values"],
+                "has_face": torch.ones(1, dtype=torch.bool),
+                "detection": detection,
+                "size": image.size,
+                "box_source": source,
+                "is_last": index == len(crops) - 1,
+            }
 
     def _forward(self, model_inputs):
-        outputs = dict(model_inputs)
-        if "pixel_values" in model_inputs:
-            outputs["logits"], outputs["regression"] = _run_model(self.model, model_inputs.pop("pixel_values"))
-            outputs.pop("pixel_values")
-        return outputs
+        pixel_values = model_inputs.pop("pixel_values")
+        has_face = model_inputs["has_face"]
+        rows = len(has_face)
+        num_labels = len(self.model.config.id2label)
+        logits = torch.full((rows, num_labels), float("nan"))
+        regression = torch.full((rows, len(self.model.config.regression_targets)), float("nan"))
+        if bool(has_face.any()):
+            face_logits, face_regression = _run_model(self.model, pixel_values[has_face])
+            logits[has_face.cpu()] = face_logits.float().cpu()
+            regression[has_face.cpu()] = face_regression.float().cpu()
+        # "logits" first: transformers reads the batch size from the first output.
+        return {"logits": logits, "regression": regression, **model_inputs}
 
     def postprocess(self, model_outputs):
+        faces = [item for item in model_outputs if bool(item["has_face"].reshape(-1)[0])]
+        first = model_outputs[0]
         predictions = []
-        if "logits" in model_outputs:
-            predictions = outputs_to_records(model_outputs["logits"], model_outputs["regression"], self.model.config)
+        if faces:
+            logits = torch.cat([item["logits"].reshape(1, -1) for item in faces])
+            regression = torch.cat([item["regression"].reshape(1, -1) for item in faces])
+            predictions = outputs_to_records(logits, regression, self.model.config)
         crop_target = getattr(self.image_processor, "crop_target", "face")
-        return face_records(
-            model_outputs["detections"], predictions, model_outputs["size"], crop_target, model_outputs["box_source"]
-        )
+        detections = [item["detection"] for item in faces]
+        return face_records(detections, predictions, first["size"], crop_target, first["box_source"])
 
 
 PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=FaceExpressionPipeline, pt_model=AutoModel, type="image")
