@@ -303,3 +303,73 @@ def test_pipeline_batch_size_gives_the_batch_size_1_records(_one_torch_thread, t
         assert len(batched) == len(images)
         for got, want in zip(batched, alone):
             assert_same_records(got, want)
+
+
+# ------------------------------------------------------------------------------------------ 3. detection size
+
+
+@pytest.fixture(scope="module")
+def group_canvas():
+    """30 faces of ~90 px pasted on a 4800 x 3200 canvas (rows of 6, jittered so that several straddle the
+    detector's tile edges), with each pasted face's box (dlib's box on the source photo, scaled and moved)."""
+    import dlib
+
+    detector = dlib.get_frontal_face_detector()
+    sources = []
+    for name in ("obama.jpg", "biden.jpg", "two_people.jpg"):
+        photo = Image.open(face_photo(name)).convert("RGB")
+        for rect in detector(np.asarray(photo), 1):
+            x, y, w, h = rect.left(), rect.top(), rect.width(), rect.height()
+            margin, scale = 0.6 * w, 90 / w
+            crop = photo.crop((round(x - margin), round(y - margin), round(x + w + margin), round(y + h + margin)))
+            crop = crop.resize((round(crop.width * scale), round(crop.height * scale)), Image.BILINEAR)
+            sources.append((crop, (round(x - margin) - x) * -scale, (round(y - margin) - y) * -scale, 90, h * scale))
+    assert len(sources) == 4
+    rng = np.random.default_rng(0)
+    canvas = Image.new("RGB", (4800, 3200), (128, 128, 128))
+    truth = []
+    for index in range(30):
+        row, column = divmod(index, 6)
+        left = 100 + column * 780 + int(rng.integers(0, 450))
+        top = 100 + row * 620 + int(rng.integers(0, 300))
+        crop, fx, fy, fw, fh = sources[index % 4]
+        canvas.paste(crop, (left, top))
+        truth.append((left + fx, top + fy, fw, fh))
+    return canvas, truth
+
+
+def test_small_faces_in_a_big_photo_are_found_by_default(group_canvas):
+    from cage.face_detection_cage import create_face_detector, tile_starts
+
+    canvas, truth = group_canvas
+    faces = create_face_detector("dlib").detect(canvas)
+    assert len(faces) == 30
+    # One detection per pasted face, centred on it (within 15 px) and of its size (dlib's boxes come in
+    # pyramid steps of ~1.2x, so 75-110 px for a 90 px face).
+    for x, y, w, h in truth:
+        near = [
+            f
+            for f in faces
+            if abs(f.box[0] + f.box[2] / 2 - x - w / 2) < 15 and abs(f.box[1] + f.box[3] / 2 - y - h / 2) < 15
+        ]
+        assert len(near) == 1 and 70 <= near[0].box[2] <= 115, (x, y, [f.box for f in near])
+    # Some faces straddle a tile edge: they were found whole in the neighbouring tile.
+    edges = [start + 1024 for start in tile_starts(4800, 1024, 256)[:-1]]
+    assert any(x < edge < x + w for x, y, w, h in truth for edge in edges)
+    # The old single pass at 1024 px sees 19-pixel faces: none are found.
+    assert create_face_detector("dlib", detect_size=1024).detect(canvas) == []
+
+
+def test_detect_size_reaches_the_api_and_the_cli(cli, tiny_model_dir, tmp_path):
+    from cage import ExpressionAnalyzer
+
+    analyzer = ExpressionAnalyzer.from_pretrained(tiny_model_dir, device="cpu", detect_size=640)
+    assert analyzer.detector.detect_size == 640
+    assert ExpressionAnalyzer.from_pretrained(tiny_model_dir, device="cpu").detector.detect_size == "auto"
+    code, _, err = cli("predict", str(face_photo("obama.jpg")), "--model", str(tiny_model_dir), "--detect-size", "x")
+    assert code == 2 and "detect size 'x' is not valid" in err
+    code, out, err = cli(
+        "predict", str(face_photo("two_people.jpg")), "--model", str(tiny_model_dir), "--detect-size", "512"
+    )
+    assert code == 0, err
+    assert len(strict_json(out)[0]["faces"]) == 2

@@ -25,7 +25,13 @@ from transformers import AutoModel
 from transformers.pipelines.base import ChunkPipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .face_detection_cage import FaceDetection, FaceDetector, WholeImageDetector, create_face_detector
+from .face_detection_cage import (
+    FaceDetection,
+    FaceDetector,
+    WholeImageDetector,
+    create_face_detector,
+    parse_detect_size,
+)
 from .image_processing_cage import to_rgb
 
 TASK = "facial-expression-inference"
@@ -322,6 +328,10 @@ class FaceExpressionAnalyzer:
         detector_model: model file of the detector (YuNet's ONNX file), when ``detector`` is a name.
         precision: ``"fp32"`` (default: exact, reproducible), ``"bf16"`` (bf16 autocast + channels-last; torch
             models only) or ``"auto"`` (bf16 where the device has native bf16, see [`resolve_precision`]).
+        detect_size: how large images are searched for faces: ``"auto"`` (default: images over 1024 px are
+            also searched in native-resolution tiles, so small faces in group photos are found) or a longer
+            side in pixels to downscale to (one fast pass; 1024 was the only choice before). See
+            ``face_detection_cage``. ``None`` keeps the detector's own setting.
 
     Thread safety: one analyzer may be shared by several threads (the Space does): ``predict``, ``analyze``,
     ``predict_bgr`` and ``predict_crops`` keep no per-call state on the object; the face detector runs one
@@ -345,6 +355,7 @@ class FaceExpressionAnalyzer:
         batch_size: int = 32,
         detector_model: str | os.PathLike | None = None,
         precision: str = "fp32",
+        detect_size: str | int | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -358,8 +369,13 @@ class FaceExpressionAnalyzer:
         self.crop_target = getattr(image_processor, "crop_target", "face")
         if detector is None:
             detector = default_detector_name(image_processor)
+        if detect_size is not None:
+            detect_size = parse_detect_size(detect_size)
         if isinstance(detector, str):
-            detector = create_face_detector(detector, model_path=detector_model)
+            options = {} if detect_size is None or detector == "none" else {"detect_size": detect_size}
+            detector = create_face_detector(detector, model_path=detector_model, **options)
+        elif detect_size is not None and not isinstance(detector, WholeImageDetector):
+            detector.detect_size = detect_size
         self.detector = detector
         self.batch_size = int(batch_size)
 
@@ -454,6 +470,7 @@ class FaceExpressionPipeline(ChunkPipeline):
         detector: ``"dlib"``, ``"yunet"``, ``"none"`` or a ``FaceDetector``; default by the crop policy.
         detector_model: the detector's model file (YuNet's ONNX file).
         boxes: per call, ``(x, y, w, h)`` boxes to use instead of detection (one image at a time).
+        detect_size: ``"auto"`` (default) or a longer side in pixels (see [`FaceExpressionAnalyzer`]).
         batch_size: face crops per forward pass (transformers' own argument). Batching is per face (a
             ``ChunkPipeline``: ``preprocess`` yields one item per face, ``postprocess`` regroups an image's
             faces), so ``pipe(images, batch_size=k)`` returns, for every image, the records that
@@ -477,18 +494,24 @@ class FaceExpressionPipeline(ChunkPipeline):
         self._blank: torch.Tensor | None = None
         super().__init__(*args, **kwargs)
 
-    def _get_detector(self, name: str, model_path: str | os.PathLike | None = None) -> FaceDetector:
-        key = (name, None if model_path is None else str(model_path))
+    def _get_detector(
+        self, name: str, model_path: str | os.PathLike | None = None, detect_size: str | int = "auto"
+    ) -> FaceDetector:
+        key = (name, None if model_path is None else str(model_path), detect_size)
         if key not in self._detectors:  # built once per pipeline: dlib and YuNet take time to load
-            self._detectors[key] = create_face_detector(name, model_path=model_path)
+            options = {} if name == "none" else {"detect_size": detect_size}
+            self._detectors[key] = create_face_detector(name, model_path=model_path, **options)
         return self._detectors[key]
 
-    def _sanitize_parameters(self, detector=None, detector_model=None, boxes=None, **kwargs):
+    def _sanitize_parameters(self, detector=None, detector_model=None, boxes=None, detect_size=None, **kwargs):
         preprocess_params: dict[str, Any] = {} if boxes is None else {"boxes": boxes}
+        if detect_size is not None:
+            preprocess_params["detect_size"] = parse_detect_size(detect_size)
         if isinstance(detector, FaceDetector):
             preprocess_params["detector"] = detector
         elif detector is not None or detector_model is not None:
-            preprocess_params["detector"] = self._get_detector(detector or "yunet", detector_model)
+            size = preprocess_params.pop("detect_size", "auto")
+            preprocess_params["detector"] = self._get_detector(detector or "yunet", detector_model, size)
         return preprocess_params, {}, {}
 
     def _blank_pixels(self) -> torch.Tensor:
@@ -498,9 +521,9 @@ class FaceExpressionPipeline(ChunkPipeline):
             self._blank = torch.zeros_like(pixels)
         return self._blank
 
-    def preprocess(self, image, boxes=None, detector=None):
+    def preprocess(self, image, boxes=None, detector=None, detect_size="auto"):
         if detector is None:
-            detector = self._get_detector(default_detector_name(self.image_processor))
+            detector = self._get_detector(default_detector_name(self.image_processor), None, detect_size)
         image = load_image(image)
         detections, crops, source = locate_faces(image, detector, self.image_processor, boxes)
         if not crops:

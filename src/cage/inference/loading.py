@@ -73,6 +73,7 @@ def load_analyzer(
     precision: str = "fp32",
     runtime: str = "torch",
     onnx_model: str | os.PathLike | None = None,
+    detect_size: str | int | None = None,
 ) -> FaceExpressionAnalyzer:
     """A [`FaceExpressionAnalyzer`] for ``model``; see [`load_model_and_processor`] and
     ``face_detection_cage.create_face_detector`` for the errors."""
@@ -87,4 +88,5 @@ def load_analyzer(
         precision=precision,
         runtime=runtime,
         onnx_model=onnx_model,
+        detect_size=detect_size,
     )
