@@ -61,7 +61,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as error:
-        raise ValueError(f"device {str(device)!r} is not a device name; use auto, cpu, cuda, cuda:N, mps or xpu") from error
+        message = f"device {str(device)!r} is not a device name; use auto, cpu, cuda, cuda:N, mps or xpu"
+        raise ValueError(message) from error
     if device.type not in DEVICE_TYPES:
         raise ValueError(f"device {str(device)!r} cannot run inference; use auto, cpu, cuda, cuda:N, mps or xpu")
     if device.type == "cuda":
