@@ -373,3 +373,104 @@ def test_detect_size_reaches_the_api_and_the_cli(cli, tiny_model_dir, tmp_path):
     )
     assert code == 0, err
     assert len(strict_json(out)[0]["faces"]) == 2
+
+
+# --------------------------------------------------------------------------------------- 4/5. real videos
+
+
+def write_vfr_mp4(path: Path) -> list[float]:
+    """A 40-frame MP4 whose first 20 frames last 0.04 s and the next 20 last 0.5 s (explicit PTS, PyAV);
+    returns each frame's presentation time in seconds."""
+    av = pytest.importorskip("av")
+    from fractions import Fraction
+
+    times, pts = [], 0
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
+        for index in range(40):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 6, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            times.append(pts / 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            pts += 40 if index < 20 else 500
+        for packet in stream.encode():
+            container.mux(packet)
+    return times
+
+
+def write_mjpeg_avi(path: Path, frames: int = 30, corrupt: tuple[int, ...] = ()) -> None:
+    """An MJPEG AVI of ``frames`` gray frames at 10 fps whose ``corrupt`` frames' JPEG data is overwritten."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for index in range(frames):
+        writer.write(np.full((48, 64, 3), index * 8, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    chunks, position = [], data.find(b"00dc")
+    while position != -1:
+        if data[position + 8 : position + 10] == b"\xff\xd8":  # '00dc', size, then a JPEG
+            chunks.append(position + 8)
+        position = data.find(b"00dc", position + 4)
+    assert len(chunks) == frames
+    for index in corrupt:
+        start = chunks[index]
+        size = int.from_bytes(data[start - 4 : start], "little")
+        data[start : start + size] = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    path.write_bytes(bytes(data))
+
+
+def test_video_time_is_each_frames_presentation_time(tmp_path):
+    from cage.inference.sources import iter_video_frames
+
+    path = tmp_path / "vfr.mp4"
+    times = write_vfr_mp4(path)
+    frames = list(iter_video_frames(path))
+    assert [f.index for f in frames] == list(range(40)) and all(f.error is None for f in frames)
+    assert [frames[i].time_s for i in (1, 20, 39)] == [0.04, 0.8, 10.3]
+    assert [f.time_s for f in frames] == pytest.approx(times, abs=1e-3)
+    # --fps 1 follows the same clock: the first frame at or after each whole second.
+    sampled = list(iter_video_frames(path, fps=1))
+    want = [next(i for i, t in enumerate(times) if t >= second - 1e-9) for second in range(11)]
+    assert [f.index for f in sampled] == sorted(set(want))
+    assert [f.time_s for f in sampled] == [round(times[i], 3) for i in sorted(set(want))]
+
+
+def test_bad_frames_are_skipped_and_reported_and_the_video_goes_on(cli, tiny_model_dir, tmp_path):
+    from cage.inference.sources import iter_video_frames
+
+    bad = tmp_path / "bad.avi"
+    write_mjpeg_avi(bad, corrupt=(10,))
+    frames = list(iter_video_frames(bad))
+    assert [f.index for f in frames] == list(range(30))
+    assert [f.index for f in frames if f.error] == [10] and "frame 10 cannot be decoded" in frames[10].error
+    assert frames[11].time_s == pytest.approx(1.1) and frames[11].image is not None
+    code, out, err = cli("predict", str(bad), "--model", str(tiny_model_dir), "--detector", "none", "--format", "jsonl")
+    assert code == 1
+    records = [strict_json(line) for line in out.splitlines()]
+    assert len(records) == 30 and [r["frame"] for r in records] == list(range(30))
+    assert [r["frame"] for r in records if "error" in r] == [10] and records[10]["time_s"] is None
+    assert all(len(r["faces"]) == 1 for r in records if "error" not in r)
+    assert "frame 10 cannot be decoded" in err and "1 failed" in err
+
+
+def test_empty_and_short_videos_give_an_error_record(cli, tiny_model_dir, tmp_path):
+    import cv2
+
+    empty = tmp_path / "empty.avi"
+    writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    writer.release()
+    short = tmp_path / "short.avi"
+    write_mjpeg_avi(short, frames=12, corrupt=(9, 10, 11))  # the last frames are unreadable
+    code, out, err = cli("predict", str(empty), str(short), "--model", str(tiny_model_dir), "--detector", "none",
+                         "--format", "jsonl")  # fmt: skip
+    assert code == 1
+    records = [strict_json(line) for line in out.splitlines()]
+    assert records[0]["file"] == str(empty) and records[0]["faces"] == [] and "error" in records[0]
+    assert [r["frame"] for r in records[1:10]] == list(range(9)) and all("error" not in r for r in records[1:10])
+    assert records[10]["file"] == str(short) and "frame" not in records[10]
+    assert "read 9 of the 12 frames the container states" in records[10]["error"]
+    assert len(records) == 11

@@ -240,14 +240,22 @@ def run_webcam(args: argparse.Namespace) -> int:
     annotator = Annotator(args.annotate) if args.annotate else None
     name = f"camera:{args.camera}"
     fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-    started, index, analysed, faces = time.perf_counter(), 0, 0, 0
+    from .sources import MAX_CONSECUTIVE_FAILURES
+
+    started, index, analysed, faces, lost, failing = time.perf_counter(), 0, 0, 0, 0, 0
     print("cage webcam: running; press Ctrl+C to stop", file=sys.stderr)
     try:
         while args.max_frames is None or analysed < args.max_frames:
             ok, frame = capture.read()
-            if not ok:
-                print("cage webcam: the camera stopped delivering frames", file=sys.stderr)
-                break
+            if not ok or frame is None:  # a bad frame: retried; many in a row end the stream
+                failing += 1
+                if failing >= MAX_CONSECUTIVE_FAILURES:
+                    print("cage webcam: the camera stopped delivering frames", file=sys.stderr)
+                    break
+                continue
+            if failing:
+                print(f"cage webcam: {failing} frame(s) could not be read and were skipped", file=sys.stderr)
+                lost, failing = lost + failing, 0
             if index % args.every == 0 and (args.fps is None or _due(index, fps, args.fps)):
                 rgb = bgr_to_rgb(frame)
                 result = ImageResult(
@@ -269,8 +277,8 @@ def run_webcam(args: argparse.Namespace) -> int:
     finally:
         capture.release()
     elapsed = time.perf_counter() - started
-    print(f"cage webcam: {analysed} frames, {faces} faces, 0 failed, {elapsed:.1f} s", file=sys.stderr)
-    return EXIT_OK
+    print(f"cage webcam: {analysed} frames, {faces} faces, {lost} failed, {elapsed:.1f} s", file=sys.stderr)
+    return EXIT_INPUT_ERRORS if lost else EXIT_OK
 
 
 def _due(index: int, native_fps: float, fps: float) -> bool:

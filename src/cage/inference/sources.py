@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Iterable, Iterator
@@ -12,6 +13,8 @@ import numpy as np
 from PIL import Image
 
 from ..pipeline_cage import bgr_to_rgb
+
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".jfif"}
@@ -133,12 +136,25 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[InputFile]:
 
 @dataclass(frozen=True)
 class VideoFrame:
-    """A decoded frame: ``index`` (0-based, in the file), ``time_s`` (index / the video's frame rate) and
-    ``image`` (RGB PIL)."""
+    """A decoded frame, or a frame that could not be decoded.
 
-    index: int
-    time_s: float
-    image: Image.Image
+    Attributes:
+        index: 0-based position of the frame in the file (frames that failed to decode count too).
+        time_s: the frame's own presentation time in seconds (the container's timestamp, so variable
+            frame rates are right), rounded to ms; ``None`` for a frame that could not be decoded.
+        image: the RGB PIL frame; ``None`` when ``error`` is set.
+        error: ``None``, or why this frame (``index`` set) or the rest of the video (``index`` is ``None``:
+            fewer frames were decoded than the container states, or none at all) was lost.
+    """
+
+    index: int | None
+    time_s: float | None
+    image: Image.Image | None
+    error: str | None = None
+
+
+# A failed read is retried (the next frame usually decodes); this many failures in a row end the video.
+MAX_CONSECUTIVE_FAILURES = 25
 
 
 def open_video(path: str | os.PathLike):
@@ -189,16 +205,27 @@ def iter_video_frames(path: str | os.PathLike, every: int = 1, fps: float | None
     Args:
         path: a video file OpenCV can decode.
         every: keep frames 0, every, 2*every, ... (ignored when ``fps`` is given).
-        fps: keep about ``fps`` frames per second of video: the first frame at or after each multiple of
-            ``1 / fps`` seconds. Needs the file to state its frame rate.
+        fps: keep about ``fps`` frames per second of video: the first frame whose presentation time is at or
+            after each multiple of ``1 / fps`` seconds (on the container's clock: right for variable frame rates).
 
     Yields:
-        [`VideoFrame`]s in order. Skipped frames are only grabbed (``VideoCapture.grab``), not converted.
+        [`VideoFrame`]s in order. ``time_s`` is each frame's presentation timestamp (OpenCV's
+        ``CAP_PROP_POS_MSEC`` after ``grab``, which the FFmpeg back-end takes from the packet's PTS); where the
+        container gives none (the value does not increase), ``index / average frame rate`` is used. Skipped
+        frames are only grabbed, not converted.
+
+        Bad frames never end the video: a frame that cannot be decoded is yielded with ``error`` set (and no
+        image), and reading goes on with the next frame (OpenCV's ``grab`` is retried; up to
+        ``MAX_CONSECUTIVE_FAILURES`` failures in a row). When fewer frames were read than the container states
+        (``CAP_PROP_FRAME_COUNT``), or none at all (an empty video), a last ``VideoFrame`` with ``index=None``
+        and ``error`` says so, and a warning is logged.
 
     Raises:
-        OSError: the file cannot be opened, or ``fps`` is given and the file has no frame rate.
+        OSError: the file cannot be opened.
         ValueError: ``every`` < 1 or ``fps`` <= 0.
     """
+    import cv2
+
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
     if fps is not None and fps <= 0:
@@ -206,23 +233,54 @@ def iter_video_frames(path: str | os.PathLike, every: int = 1, fps: float | None
     capture = open_video(path)
     try:
         native = video_frame_rate(capture)
-        if fps is not None and native <= 0:
-            raise OSError(f"{path}: the video does not state its frame rate; use --every instead of --fps")
-        index, next_time = 0, 0.0
-        while capture.grab():
-            time_s = index / native if native > 0 else 0.0
+        stated = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        index, decoded, reported, next_time, last_time = 0, 0, 0, 0.0, -math.inf
+        failed: list[int] = []  # failed reads since the last good one (lost frames, or the end of the file)
+        while True:
+            if not capture.grab():
+                if (stated > 0 and index >= stated) or len(failed) >= MAX_CONSECUTIVE_FAILURES:
+                    break
+                failed.append(index)
+                index += 1
+                continue
+            for lost in failed:  # a later frame decoded: the failed ones were bad frames, not the end
+                yield VideoFrame(index=lost, time_s=None, image=None, error=f"{path}: frame {lost} cannot be decoded")
+            reported += len(failed)
+            failed.clear()
+            position = capture.get(cv2.CAP_PROP_POS_MSEC)
+            if math.isfinite(position) and position / 1000.0 > last_time:
+                time_s = position / 1000.0
+            else:  # no usable timestamp: the average frame rate
+                time_s = index / native if native > 0 else max(0.0, last_time)
+            last_time = time_s
             if fps is not None:
                 keep = time_s + 1e-9 >= next_time
                 if keep:
-                    next_time += 1.0 / fps
+                    while next_time <= time_s + 1e-9:
+                        next_time += 1.0 / fps
             else:
                 keep = index % every == 0
             if keep:
                 ok, frame = capture.retrieve()
-                if not ok:
-                    break
-                yield VideoFrame(index=index, time_s=round(time_s, 3), image=frame_to_image(frame))
+                if not ok or frame is None:
+                    error = f"{path}: frame {index} cannot be decoded"
+                    yield VideoFrame(index=index, time_s=round(time_s, 3), image=None, error=error)
+                    reported += 1
+                    index += 1
+                    continue
+                else:
+                    yield VideoFrame(index=index, time_s=round(time_s, 3), image=frame_to_image(frame))
+            decoded += 1
             index += 1
+        if decoded == 0:
+            message = f"{path}: no frame could be decoded (the container states {stated} frames)"
+        elif stated > 0 and decoded + reported < stated:
+            message = f"{path}: read {decoded} of the {stated} frames the container states; the rest are lost"
+        else:
+            message = None
+        if message is not None:
+            logger.warning(message)
+            yield VideoFrame(index=None, time_s=None, image=None, error=message)
     finally:
         capture.release()
 
