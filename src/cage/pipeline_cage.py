@@ -412,6 +412,7 @@ class FaceExpressionAnalyzer:
         self,
         images: Sequence[ImageInput],
         boxes: Sequence[Sequence[Sequence[float]] | None] | None = None,
+        detector: FaceDetector | None = None,
     ) -> list[list[dict[str, Any]]]:
         """Predict every face of every image, batching crops across images.
 
@@ -420,6 +421,8 @@ class FaceExpressionAnalyzer:
                 NumPy arrays (see [`load_image`]).
             boxes: optional per-image lists of ``(x, y, w, h)`` boxes (pixels of the upright image) to use
                 instead of detection (e.g. EMOTIC person boxes); ``None`` entries fall back to detection.
+            detector: for this call only, a detector to use instead of ``self.detector`` (e.g. another
+                ``detect_size``); thread-safe, unlike assigning ``self.detector``.
 
         Returns:
             Per image, a list of face records, left to right (see [`face_records`]); ``[]`` without a face.
@@ -432,7 +435,9 @@ class FaceExpressionAnalyzer:
         crops: list[Image.Image] = []
         for index, image in enumerate(rgb_images):
             given = boxes[index] if boxes is not None else None
-            detections, image_crops, source = locate_faces(image, self.detector, self.image_processor, given)
+            detections, image_crops, source = locate_faces(
+                image, detector or self.detector, self.image_processor, given
+            )
             located.append((detections, len(crops), source))
             crops.extend(image_crops)
         predictions = self.predict_crops(crops)
