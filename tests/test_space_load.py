@@ -138,3 +138,29 @@ def test_fifty_concurrent_predict_calls_are_all_answered_right(space_process, lo
     growth_mb = (peak[0] - baseline) / 2**20
     print(f"\n{REQUESTS} requests in {elapsed:.1f} s; RSS {baseline / 2**20:.0f} MB -> peak {peak[0] / 2**20:.0f} MB")
     assert growth_mb < RSS_GROWTH_LIMIT_MB
+
+
+def test_space_shows_faces_without_prediction_and_offers_detection_sizes(tiny_model_dir, tmp_path):
+    import importlib.util
+
+    import torch
+
+    from cage.modeling_cage import CageForExpressionInference
+
+    spec = importlib.util.spec_from_file_location("space_app_load", REPO_ROOT / "spaces_app" / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    sys.modules["space_app_load"] = app  # dataclasses look their module up
+    spec.loader.exec_module(app)
+    model = CageForExpressionInference.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        model.head.output.weight.fill_(float("nan"))
+    model.save_pretrained(tmp_path / "nan")
+    (tmp_path / "nan" / "preprocessor_config.json").write_text((tiny_model_dir / "preprocessor_config.json").read_text())
+    state = app.load_model(str(tmp_path / "nan"))
+    assert state.detector_for("auto") is state.analyzer.detector
+    assert state.detector_for("1024").detect_size == 1024
+    outputs = app.analyze_photo(state, str(face_photo("obama.jpg")), "1024")
+    status, table, record = outputs[1], outputs[2 + app.MAX_FACES_SHOWN], outputs[-1]
+    assert "1 face(s) without a prediction" in status
+    assert table["expression"].tolist() == [None] and table["valence"].isna().all()
+    assert "not finite" in record["faces"][0]["error"]
