@@ -474,3 +474,11 @@ def test_empty_and_short_videos_give_an_error_record(cli, tiny_model_dir, tmp_pa
     assert records[10]["file"] == str(short) and "frame" not in records[10]
     assert "read 9 of the 12 frames the container states" in records[10]["error"]
     assert len(records) == 11
+
+
+def test_evaluate_checks_its_output_folder_first(cli, tmp_path):
+    code, out, err = cli("evaluate", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d"),
+                         "--output", str(tmp_path / "missing" / "metrics.json"))  # fmt: skip
+    assert code == 2 and out == ""
+    output, folder = tmp_path / "missing" / "metrics.json", tmp_path / "missing"
+    assert err.strip() == f"cage evaluate: --output {output}: the folder {folder} does not exist; create it first"
