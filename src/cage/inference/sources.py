@@ -268,8 +268,7 @@ def iter_video_frames(path: str | os.PathLike, every: int = 1, fps: float | None
                     reported += 1
                     index += 1
                     continue
-                else:
-                    yield VideoFrame(index=index, time_s=round(time_s, 3), image=frame_to_image(frame))
+                yield VideoFrame(index=index, time_s=round(time_s, 3), image=frame_to_image(frame))
             decoded += 1
             index += 1
         if decoded == 0:
