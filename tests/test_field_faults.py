@@ -4,7 +4,6 @@ pipeline batching, small faces in big photos, variable-frame-rate and damaged vi
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np

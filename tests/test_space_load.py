@@ -155,7 +155,8 @@ def test_space_shows_faces_without_prediction_and_offers_detection_sizes(tiny_mo
     with torch.no_grad():
         model.head.output.weight.fill_(float("nan"))
     model.save_pretrained(tmp_path / "nan")
-    (tmp_path / "nan" / "preprocessor_config.json").write_text((tiny_model_dir / "preprocessor_config.json").read_text())
+    processor_config = (tiny_model_dir / "preprocessor_config.json").read_text()
+    (tmp_path / "nan" / "preprocessor_config.json").write_text(processor_config)
     state = app.load_model(str(tmp_path / "nan"))
     assert state.detector_for("auto") is state.analyzer.detector
     assert state.detector_for("1024").detect_size == 1024
