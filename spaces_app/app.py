@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -81,6 +82,20 @@ class ModelState:
     name: str
     analyzer: Any = None
     error: str | None = None
+    detectors: dict[str, Any] = field(default_factory=dict)
+
+    def detector_for(self, detect_size: str | None) -> Any:
+        """The analyzer's detector at ``detect_size`` (``"auto"``, or a longer side in pixels as text);
+        ``None`` or the analyzer's own size: its own detector. Built once per size (thread-safe)."""
+        own = self.analyzer.detector
+        if not detect_size or str(detect_size) == str(getattr(own, "detect_size", detect_size)):
+            return own
+        with DETECTORS_LOCK:
+            if detect_size not in self.detectors:
+                from cage.face_detection_cage import create_face_detector
+
+                self.detectors[detect_size] = create_face_detector(own.name, detect_size=detect_size)
+            return self.detectors[detect_size]
 
     @property
     def banner(self) -> str:
@@ -101,15 +116,26 @@ class ModelState:
         return text
 
 
+DETECTORS_LOCK = threading.Lock()
+# Choices of the Photo tab's "Face detection" control: (label, detect_size).
+DETECT_SIZE_CHOICES = [("auto: also small faces in big photos (tiles)", "auto"), ("1024 px: one fast pass", "1024")]
+
+
+def has_prediction(face: dict[str, Any]) -> bool:
+    """Whether a face record carries numbers (not a non-finite model output, which has ``error``)."""
+    return not face.get("error") and face.get("expression") is not None
+
+
 def load_model(name: str | None = None) -> ModelState:
-    """Load ``name`` (default: env ``CAGE_MODEL``, else ``cage/maxvit-va``) with the dlib face detector.
+    """Load ``name`` (default: env ``CAGE_MODEL``, else ``cage/maxvit-va``) with the dlib face detector, at
+    the detection size of env ``CAGE_DETECT_SIZE`` (default ``auto``: large photos are also searched in tiles).
 
     Never raises: a model that cannot be loaded gives a ``ModelState`` whose ``error`` says why, so that the
     Space still starts and tells its visitors.
     """
     name = name or os.environ.get("CAGE_MODEL") or DEFAULT_MODEL
     try:
-        return ModelState(name=name, analyzer=load_analyzer(name))
+        return ModelState(name=name, analyzer=load_analyzer(name, detect_size=os.environ.get("CAGE_DETECT_SIZE")))
     except Exception as error:  # noqa: BLE001 - any failure must become a message on the page, not a crash
         return ModelState(name=name, error=str(error) or type(error).__name__)
 
@@ -148,7 +174,7 @@ def draw_faces(image: Image.Image, faces: list[dict[str, Any]], colours: list[st
         colour = colours[index] if colours else face_colour(index)
         x, y, w, h = face["box"]
         draw.rectangle((x, y, x + w, y + h), outline=colour, width=line)
-        text = f"{index + 1} {face['expression']}"
+        text = f"{index + 1} {face['expression'] if has_prediction(face) else 'no prediction'}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         label_y = y - (bottom - top) - 2 * line if y - (bottom - top) - 2 * line >= 0 else y + h
         draw.rectangle((x, label_y, x + right - left + 2 * line, label_y + bottom - top + 2 * line), fill=colour)
@@ -210,7 +236,7 @@ def faces_table(faces: list[dict[str, Any]]) -> pd.DataFrame:
             "face": index + 1,
             "colour": face_colour(index),
             "expression": face["expression"],
-            "probability": face["probabilities"][face["expression"]],
+            "probability": face["probabilities"][face["expression"]] if has_prediction(face) else None,
             "valence": face["valence"],
             "arousal": face["arousal"],
             "box [x, y, w, h]": str(face["box"]),
@@ -225,7 +251,9 @@ def face_panels(faces: list[dict[str, Any]]) -> list[Any]:
     """``MAX_FACES_SHOWN`` updates of the ``gr.Label`` panels: visible with probabilities, or hidden."""
     panels = []
     for index in range(MAX_FACES_SHOWN):
-        if index < len(faces):
+        if index < len(faces) and not has_prediction(faces[index]):
+            panels.append(gr.Label(value=None, label=f"Face {index + 1}: no prediction", visible=True))
+        elif index < len(faces):
             face = faces[index]
             panels.append(
                 gr.Label(
@@ -243,7 +271,9 @@ def face_panels(faces: list[dict[str, Any]]) -> list[Any]:
 # -------------------------------------------------------------------------------------- photo and the API
 
 
-def read_and_predict(model: ModelState, path: str | None) -> tuple[Image.Image, dict[str, Any]]:
+def read_and_predict(
+    model: ModelState, path: str | None, detect_size: str | None = None
+) -> tuple[Image.Image, dict[str, Any]]:
     """The image file at ``path`` (EXIF-upright RGB) and its ``cage predict`` record
     ``{"file": name, "faces": [...]}`` (see ``FaceExpressionAnalyzer.analyze`` for the face records).
 
@@ -255,7 +285,8 @@ def read_and_predict(model: ModelState, path: str | None) -> tuple[Image.Image, 
     if not path:
         raise gr.Error(NO_IMAGE_MESSAGE)
     image = open_image(path)
-    return to_rgb(image), {"file": Path(path).name, "faces": model.analyzer.analyze([image])[0]}
+    faces = model.analyzer.analyze([image], detector=model.detector_for(detect_size))[0]
+    return to_rgb(image), {"file": Path(path).name, "faces": faces}
 
 
 def predict_records(model: ModelState, path: str | None) -> dict[str, Any]:
@@ -263,7 +294,7 @@ def predict_records(model: ModelState, path: str | None) -> dict[str, Any]:
     return read_and_predict(model, path)[1]
 
 
-def analyze_photo(model: ModelState, path: str | None) -> tuple[Any, ...]:
+def analyze_photo(model: ModelState, path: str | None, detect_size: str | None = None) -> tuple[Any, ...]:
     """Everything the Photo tab shows for one image file.
 
     Returns:
@@ -271,7 +302,7 @@ def analyze_photo(model: ModelState, path: str | None) -> tuple[Any, ...]:
         figure and the JSON record (see [`predict_records`]); errors become the status message.
     """
     try:
-        upright, record = read_and_predict(model, path)
+        upright, record = read_and_predict(model, path, detect_size)
     except gr.Error as error:
         message = f"**{error.message}**" if model.analyzer is not None else model.banner
         return (None, message, *face_panels([]), faces_table([]), circumplex_figure([]), None)
@@ -282,7 +313,12 @@ def analyze_photo(model: ModelState, path: str | None) -> tuple[Any, ...]:
         status = f"Found **{len(faces)} face{'s' if len(faces) > 1 else ''}**, numbered left to right."
         if len(faces) > MAX_FACES_SHOWN:
             status += f" Probability panels for the first {MAX_FACES_SHOWN}; the table lists all."
-    points = [(f["valence"], f["arousal"], face_colour(i), str(i + 1)) for i, f in enumerate(faces)]
+    lost = sum(not has_prediction(f) for f in faces)
+    if lost:
+        status += f" **{lost} face(s) without a prediction** (the model output is not finite)."
+    points = [
+        (f["valence"], f["arousal"], face_colour(i), str(i + 1)) for i, f in enumerate(faces) if has_prediction(f)
+    ]
     return (
         draw_faces(upright, faces),
         status,
@@ -373,7 +409,12 @@ def analyze_frame(model: ModelState, frame: Image.Image | None, smoother: Affect
         smoother.miss(now)
         figure = circumplex_figure([], smoother.trace_points())
         return upright, figure, NO_FACE_MESSAGE, smoother
-    main = max(range(len(faces)), key=lambda i: faces[i]["box"][2] * faces[i]["box"][3])
+    if not any(has_prediction(face) for face in faces):
+        smoother.miss(now)
+        message = "**No prediction**: the model output is not finite for every face in this frame."
+        return draw_faces(upright, faces), circumplex_figure([], smoother.trace_points()), message, smoother
+    predicted = [i for i in range(len(faces)) if has_prediction(faces[i])]
+    main = max(predicted, key=lambda i: faces[i]["box"][2] * faces[i]["box"][3])
     colours = [FACE_COLOURS[0] if i == main else "#9E9E9E" for i in range(len(faces))]
     face = faces[main]
     valence, arousal = smoother.update(now, face["valence"], face["arousal"])
@@ -427,8 +468,8 @@ def build_demo(model: ModelState | str | None = None) -> gr.Blocks:
     """
     state = model if isinstance(model, ModelState) else load_model(model)
 
-    def analyze(path: str | None):
-        return analyze_photo(state, path)
+    def analyze(path: str | None, detect_size: str | None = "auto"):
+        return analyze_photo(state, path, detect_size)
 
     def predict(path: str | None) -> dict[str, Any]:
         """Faces in one image, as `cage predict` prints them: {"file", "faces": [{"box": [x, y, w, h],
@@ -446,6 +487,13 @@ def build_demo(model: ModelState | str | None = None) -> gr.Blocks:
                 with gr.Column(scale=1):
                     photo = gr.Image(
                         sources=["upload", "webcam", "clipboard"], type="filepath", label="Photo", elem_id="photo"
+                    )
+                    detect_size = gr.Dropdown(
+                        DETECT_SIZE_CHOICES,
+                        value="auto",
+                        label="Face detection",
+                        info="auto finds small faces in big group photos (slower on large photos)",
+                        elem_id="detect-size",
                     )
                     submit = gr.Button("Analyze", variant="primary", elem_id="analyze")
                     gr.Examples(
@@ -467,7 +515,10 @@ def build_demo(model: ModelState | str | None = None) -> gr.Blocks:
             with gr.Accordion("JSON (the same records as `cage predict`)", open=False):
                 records = gr.JSON(elem_id="records")
             submit.click(
-                analyze, inputs=photo, outputs=[annotated, status, *panels, table, plot, records], api_name="analyze"
+                analyze,
+                inputs=[photo, detect_size],
+                outputs=[annotated, status, *panels, table, plot, records],
+                api_name="analyze",
             )
             api_button = gr.Button(visible=False)
             api_button.click(predict, inputs=photo, outputs=records, api_name="predict")

@@ -84,6 +84,7 @@ class _FixedBoxes(FaceDetector):
 
 def test_working_resolution_mapping_is_exact_per_axis():
     detector = _FixedBoxes([(50.0, 10.0, 20.0, 30.0), (5.0, 60.0, 10.0, 10.0)], max_side=400)
+    detector.detect_size = 400  # one downscaled pass (the default "auto" also tiles large images)
     faces = detector.detect(Image.new("RGB", (1000, 333)))
     assert detector.seen == (400, 133)
     sx, sy = 1000 / 400, 333 / 133
@@ -134,7 +135,7 @@ class _StubYuNet:
 
 def test_yunet_reads_bgr_at_working_size_and_maps_boxes_back():
     detector = YuNetDetector.__new__(YuNetDetector)  # skip loading a model file; test our side of the API
-    detector.max_side = 200
+    detector.max_side = detector.detect_size = 200  # one downscaled pass (the default "auto" also tiles)
     row = [40.0, 20.0, 30.0, 36.0] + [0.0] * 10 + [0.95]
     detector._net = _StubYuNet([row, [10.0, 50.0, 20.0, 20.0] + [0.0] * 10 + [0.8]])
     image = Image.new("RGB", (800, 400), (255, 0, 0))  # pure red

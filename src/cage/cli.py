@@ -28,6 +28,7 @@ from .runtimes.cli import add_bench_parser, add_export_parser
 from .training.cli import add_train_parser
 
 EXIT_OK = 0
+EXIT_USAGE = 2
 
 
 def _add_init_model(subparsers: argparse._SubParsersAction) -> None:
@@ -108,7 +109,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except Exception as error:
+        if not _is_usage_error(error):
+            raise
+        print(f"cage {args.command}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# Errors that mean "the command line names something unusable" (a model that cannot be loaded, a dataset
+# folder that cannot be prepared): every command reports them as one line and exit code 2, whichever handler
+# let them through. Looked up by module so that this file imports nothing heavy.
+USAGE_ERRORS = (("cage.inference.loading", "ModelLoadError"), ("cage.data.build", "PrepareError"))
+
+
+def _is_usage_error(error: BaseException) -> bool:
+    for module_name, class_name in USAGE_ERRORS:
+        cls = getattr(sys.modules.get(module_name), class_name, None)
+        if cls is not None and isinstance(error, cls):
+            return True
+    return False
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,10 +22,17 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from transformers import AutoModel, Pipeline
+from transformers import AutoModel
+from transformers.pipelines.base import ChunkPipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .face_detection_cage import FaceDetection, FaceDetector, WholeImageDetector, create_face_detector
+from .face_detection_cage import (
+    FaceDetection,
+    FaceDetector,
+    WholeImageDetector,
+    create_face_detector,
+    parse_detect_size,
+)
 from .image_processing_cage import to_rgb
 
 TASK = "facial-expression-inference"
@@ -33,11 +40,18 @@ TASK = "facial-expression-inference"
 ImageInput = Any  # PIL.Image.Image | str | os.PathLike | np.ndarray (RGB)
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"``/``None`` -> CUDA if available, else Apple MPS if available, else CPU.
 
+    Explicit devices: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``, ``"xpu"``/``"xpu:N"`` (Intel GPUs).
+
     Raises:
-        ValueError: an explicitly requested ``cuda``/``mps`` device is not available.
+        ValueError: not a device name torch knows, a device type inference cannot run on (e.g. ``"meta"``),
+            or a requested ``cuda``/``mps``/``xpu`` device (or device index) that is not available; the
+            message says which devices exist.
     """
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
@@ -45,11 +59,26 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but no CUDA GPU is available")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        message = f"device {str(device)!r} is not a device name; use auto, cpu, cuda, cuda:N, mps or xpu"
+        raise ValueError(message) from error
+    if device.type not in DEVICE_TYPES:
+        raise ValueError(f"device {str(device)!r} cannot run inference; use auto, cpu, cuda, cuda:N, mps or xpu")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} was requested but no CUDA GPU is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA GPU(s) are available")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' was requested but Apple MPS is not available")
+    if device.type == "xpu":
+        xpu = getattr(torch, "xpu", None)
+        if xpu is None or not xpu.is_available():
+            raise ValueError(f"device {str(device)!r} was requested but no Intel XPU is available")
+        if device.index is not None and device.index >= xpu.device_count():
+            raise ValueError(f"device {str(device)!r}: only {xpu.device_count()} XPU(s) are available")
     return device
 
 
@@ -125,6 +154,9 @@ def load_image(image: ImageInput) -> Image.Image:
     raise TypeError(f"expected a PIL image, a file path or an RGB NumPy array; got {type(image).__name__}")
 
 
+NON_FINITE_ERROR = "the model output is not finite (NaN or infinity): no prediction for this face"
+
+
 def outputs_to_records(logits: torch.Tensor, regression: torch.Tensor, config: Any) -> list[dict[str, Any]]:
     """Turn model outputs into one dict per row.
 
@@ -140,15 +172,34 @@ def outputs_to_records(logits: torch.Tensor, regression: torch.Tensor, config: A
         multi-label models also give ``categories``, the labels with probability >= 0.5. Models without
         categories (the authors' valence-arousal-only checkpoints, ``num_labels == 0``) give
         ``expression: None`` and empty ``probabilities``.
+
+        A row whose logits or regression outputs hold a NaN or an infinity (e.g. a diverged fp16 run) gets no
+        prediction: ``expression``, every probability and every target are ``None`` (``categories`` is
+        ``[]``) and ``error`` is [`NON_FINITE_ERROR`]. Values are never NaN, so the records are strict JSON.
     """
     logits = torch.as_tensor(logits).float().cpu()
-    regression = torch.as_tensor(regression).float().cpu().clamp(-1.0, 1.0)
+    raw_regression = torch.as_tensor(regression).float().cpu()
+    finite = torch.isfinite(logits).all(dim=-1) & torch.isfinite(raw_regression).all(dim=-1)
+    regression = raw_regression.clamp(-1.0, 1.0)
     probabilities = logits.sigmoid() if config.multi_label else logits.softmax(dim=-1)
     labels = [config.id2label[i] for i in range(logits.shape[-1])]
     records = []
-    for row_probabilities, row_regression in zip(probabilities.tolist(), regression.tolist()):
+    for row_finite, row_probabilities, row_regression in zip(
+        finite.tolist(), probabilities.tolist(), regression.tolist()
+    ):
+        if not row_finite:
+            record: dict[str, Any] = {
+                "expression": None,
+                "probabilities": {label: None for label in labels},
+            }
+            if config.multi_label:
+                record["categories"] = []
+            record.update({name: None for name in config.regression_targets})
+            record["error"] = NON_FINITE_ERROR
+            records.append(record)
+            continue
         best = max(range(len(labels)), key=row_probabilities.__getitem__) if labels else None
-        record: dict[str, Any] = {
+        record = {
             "expression": None if best is None else labels[best],
             "probabilities": {label: round(p, 6) for label, p in zip(labels, row_probabilities)},
         }
@@ -213,7 +264,8 @@ def face_records(
 
     Each record: ``box`` ``[x, y, w, h]`` (integer pixels of the upright original image, clipped to it),
     ``score`` (detector confidence), ``crop`` (``"face"`` or ``"body"``: what the model was trained on),
-    ``box_source`` (detector name, ``"image"`` or ``"user"``), then the prediction fields.
+    ``box_source`` (detector name, ``"image"`` or ``"user"``), then the prediction fields (with ``error`` when
+    the model output was not finite, see [`outputs_to_records`]).
     """
     width, height = image_size
     records = []
@@ -284,6 +336,17 @@ class FaceExpressionAnalyzer:
         detector_model: model file of the detector (YuNet's ONNX file), when ``detector`` is a name.
         precision: ``"fp32"`` (default: exact, reproducible), ``"bf16"`` (bf16 autocast + channels-last; torch
             models only) or ``"auto"`` (bf16 where the device has native bf16, see [`resolve_precision`]).
+        detect_size: how large images are searched for faces: ``"auto"`` (default: images over 1024 px are
+            also searched in native-resolution tiles, so small faces in group photos are found) or a longer
+            side in pixels to downscale to (one fast pass; 1024 was the only choice before). See
+            ``face_detection_cage``. ``None`` keeps the detector's own setting.
+
+    Thread safety: one analyzer may be shared by several threads (the Space does): ``predict``, ``analyze``,
+    ``predict_bgr`` and ``predict_crops`` keep no per-call state on the object; the face detector runs one
+    image at a time under its own lock (dlib and OpenCV detectors are not thread-safe) and the model's forward
+    pass in inference mode is safe to call concurrently. Concurrent calls give the same records as
+    sequential calls. Changing attributes (``detector``, ``batch_size``...) while other threads predict is
+    not safe.
 
     Raises:
         ValueError: ``batch_size`` < 1, unknown detector or unavailable device.
@@ -300,6 +363,7 @@ class FaceExpressionAnalyzer:
         batch_size: int = 32,
         detector_model: str | os.PathLike | None = None,
         precision: str = "fp32",
+        detect_size: str | int | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -313,8 +377,13 @@ class FaceExpressionAnalyzer:
         self.crop_target = getattr(image_processor, "crop_target", "face")
         if detector is None:
             detector = default_detector_name(image_processor)
+        if detect_size is not None:
+            detect_size = parse_detect_size(detect_size)
         if isinstance(detector, str):
-            detector = create_face_detector(detector, model_path=detector_model)
+            options = {} if detect_size is None or detector == "none" else {"detect_size": detect_size}
+            detector = create_face_detector(detector, model_path=detector_model, **options)
+        elif detect_size is not None and not isinstance(detector, WholeImageDetector):
+            detector.detect_size = detect_size
         self.detector = detector
         self.batch_size = int(batch_size)
 
@@ -350,6 +419,7 @@ class FaceExpressionAnalyzer:
         self,
         images: Sequence[ImageInput],
         boxes: Sequence[Sequence[Sequence[float]] | None] | None = None,
+        detector: FaceDetector | None = None,
     ) -> list[list[dict[str, Any]]]:
         """Predict every face of every image, batching crops across images.
 
@@ -358,6 +428,8 @@ class FaceExpressionAnalyzer:
                 NumPy arrays (see [`load_image`]).
             boxes: optional per-image lists of ``(x, y, w, h)`` boxes (pixels of the upright image) to use
                 instead of detection (e.g. EMOTIC person boxes); ``None`` entries fall back to detection.
+            detector: for this call only, a detector to use instead of ``self.detector`` (e.g. another
+                ``detect_size``); thread-safe, unlike assigning ``self.detector``.
 
         Returns:
             Per image, a list of face records, left to right (see [`face_records`]); ``[]`` without a face.
@@ -370,7 +442,9 @@ class FaceExpressionAnalyzer:
         crops: list[Image.Image] = []
         for index, image in enumerate(rgb_images):
             given = boxes[index] if boxes is not None else None
-            detections, image_crops, source = locate_faces(image, self.detector, self.image_processor, given)
+            detections, image_crops, source = locate_faces(
+                image, detector or self.detector, self.image_processor, given
+            )
             located.append((detections, len(crops), source))
             crops.extend(image_crops)
         predictions = self.predict_crops(crops)
@@ -398,7 +472,7 @@ class FaceExpressionAnalyzer:
         return self.predict(bgr_to_rgb(frame), boxes=boxes)
 
 
-class FaceExpressionPipeline(Pipeline):
+class FaceExpressionPipeline(ChunkPipeline):
     """transformers pipeline for task ``facial-expression-inference``: image in, one record per face out.
 
     ``pipeline(model=folder_or_repo, trust_remote_code=True)`` builds it from the code saved with the model.
@@ -409,8 +483,17 @@ class FaceExpressionPipeline(Pipeline):
         detector: ``"dlib"``, ``"yunet"``, ``"none"`` or a ``FaceDetector``; default by the crop policy.
         detector_model: the detector's model file (YuNet's ONNX file).
         boxes: per call, ``(x, y, w, h)`` boxes to use instead of detection (one image at a time).
+        detect_size: ``"auto"`` (default) or a longer side in pixels (see [`FaceExpressionAnalyzer`]).
+        batch_size: face crops per forward pass (transformers' own argument). Batching is per face (a
+            ``ChunkPipeline``: ``preprocess`` yields one item per face, ``postprocess`` regroups an image's
+            faces), so ``pipe(images, batch_size=k)`` returns, for every image, the records that
+            ``batch_size=1`` returns (up to float rounding of batched matrix products, ~1e-6): all its faces,
+            whatever batch they landed in. An image without a face yields one placeholder item whose forward
+            pass is skipped, and returns ``[]``.
 
-    The faces of one image form one forward pass; use ``cage.ExpressionAnalyzer`` for batches across images.
+    Thread safety: transformers stores per-call keyword arguments on the pipeline object, so concurrent calls
+    on one pipeline are safe only without per-call arguments; use one pipeline per thread, or the thread-safe
+    [`FaceExpressionAnalyzer`].
     """
 
     _load_processor = False
@@ -421,53 +504,93 @@ class FaceExpressionPipeline(Pipeline):
 
     def __init__(self, *args, **kwargs):
         self._detectors: dict[tuple[str, str | None], FaceDetector] = {}
+        self._blank: torch.Tensor | None = None
         super().__init__(*args, **kwargs)
 
-    def _get_detector(self, name: str, model_path: str | os.PathLike | None = None) -> FaceDetector:
-        key = (name, None if model_path is None else str(model_path))
+    def _get_detector(
+        self, name: str, model_path: str | os.PathLike | None = None, detect_size: str | int = "auto"
+    ) -> FaceDetector:
+        key = (name, None if model_path is None else str(model_path), detect_size)
         if key not in self._detectors:  # built once per pipeline: dlib and YuNet take time to load
-            self._detectors[key] = create_face_detector(name, model_path=model_path)
+            options = {} if name == "none" else {"detect_size": detect_size}
+            self._detectors[key] = create_face_detector(name, model_path=model_path, **options)
         return self._detectors[key]
 
-    def _sanitize_parameters(self, detector=None, detector_model=None, boxes=None, **kwargs):
+    def _sanitize_parameters(self, detector=None, detector_model=None, boxes=None, detect_size=None, **kwargs):
         preprocess_params: dict[str, Any] = {} if boxes is None else {"boxes": boxes}
+        if detect_size is not None:
+            preprocess_params["detect_size"] = parse_detect_size(detect_size)
         if isinstance(detector, FaceDetector):
             preprocess_params["detector"] = detector
         elif detector is not None or detector_model is not None:
-            preprocess_params["detector"] = self._get_detector(detector or "yunet", detector_model)
+            size = preprocess_params.pop("detect_size", "auto")
+            preprocess_params["detector"] = self._get_detector(detector or "yunet", detector_model, size)
         return preprocess_params, {}, {}
 
-    def preprocess(self, image, boxes=None, detector=None):
+    def _blank_pixels(self) -> torch.Tensor:
+        """A zero ``(1, 3, H, W)`` tensor shaped like one processed crop (the face-less placeholder)."""
+        if self._blank is None:
+            pixels = self.image_processor([Image.new("RGB", (8, 8))], return_tensors="pt")["pixel_values"]
+            self._blank = torch.zeros_like(pixels)
+        return self._blank
+
+    def preprocess(self, image, boxes=None, detector=None, detect_size="auto"):
         if detector is None:
-            detector = self._get_detector(default_detector_name(self.image_processor))
+            detector = self._get_detector(default_detector_name(self.image_processor), None, detect_size)
         image = load_image(image)
         detections, crops, source = locate_faces(image, detector, self.image_processor, boxes)
-        inputs: dict[str, Any] = {"detections": detections, "size": image.size, "box_source": source}
-        if crops:
-            inputs["pixel_values"] = self.image_processor(crops, return_tensors="pt")["pixel_values"]
-        return inputs
+        if not crops:
+            yield {
+                "pixel_values": self._blank_pixels(),
+                "has_face": torch.zeros(1, dtype=torch.bool),
+                "detection": None,
+                "size": image.size,
+                "box_source": source,
+                "is_last": True,
+            }
+            return
+        for index, (detection, crop) in enumerate(zip(detections, crops)):
+            yield {
+                "pixel_values": self.image_processor([crop], return_tensors="pt")["pixel_values"],
+                "has_face": torch.ones(1, dtype=torch.bool),
+                "detection": detection,
+                "size": image.size,
+                "box_source": source,
+                "is_last": index == len(crops) - 1,
+            }
 
     def _forward(self, model_inputs):
-        outputs = dict(model_inputs)
-        if "pixel_values" in model_inputs:
-            outputs["logits"], outputs["regression"] = _run_model(self.model, model_inputs.pop("pixel_values"))
-            outputs.pop("pixel_values")
-        return outputs
+        pixel_values = model_inputs.pop("pixel_values")
+        has_face = model_inputs["has_face"]
+        rows = len(has_face)
+        num_labels = len(self.model.config.id2label)
+        logits = torch.full((rows, num_labels), float("nan"))
+        regression = torch.full((rows, len(self.model.config.regression_targets)), float("nan"))
+        if bool(has_face.any()):
+            face_logits, face_regression = _run_model(self.model, pixel_values[has_face])
+            logits[has_face.cpu()] = face_logits.float().cpu()
+            regression[has_face.cpu()] = face_regression.float().cpu()
+        # "logits" first: transformers reads the batch size from the first output.
+        return {"logits": logits, "regression": regression, **model_inputs}
 
     def postprocess(self, model_outputs):
+        faces = [item for item in model_outputs if bool(item["has_face"].reshape(-1)[0])]
+        first = model_outputs[0]
         predictions = []
-        if "logits" in model_outputs:
-            predictions = outputs_to_records(model_outputs["logits"], model_outputs["regression"], self.model.config)
+        if faces:
+            logits = torch.cat([item["logits"].reshape(1, -1) for item in faces])
+            regression = torch.cat([item["regression"].reshape(1, -1) for item in faces])
+            predictions = outputs_to_records(logits, regression, self.model.config)
         crop_target = getattr(self.image_processor, "crop_target", "face")
-        return face_records(
-            model_outputs["detections"], predictions, model_outputs["size"], crop_target, model_outputs["box_source"]
-        )
+        detections = [item["detection"] for item in faces]
+        return face_records(detections, predictions, first["size"], crop_target, first["box_source"])
 
 
 PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=FaceExpressionPipeline, pt_model=AutoModel, type="image")
 
 
 __all__ = [
+    "NON_FINITE_ERROR",
     "TASK",
     "FaceExpressionAnalyzer",
     "FaceExpressionPipeline",

@@ -173,6 +173,11 @@ def prepare_affectnet(
     log = ProblemLog()
     read_records = {"release2017": _release2017_records, "cropped": _cropped_records, "flat-csv": _flat_records}
     records = read_records[layout](root, log)
+    # Before decoding any image: can the annotated training labels be split at all? (Unreadable images can
+    # only lower these counts, so the same check runs again on the decoded split below.)
+    problem = holdout_problem(annotated_class_counts(records["train"], classes), val_fraction)
+    if problem:
+        raise PrepareError(f"{root}: {problem} (counted from the annotations, before decoding any image)")
     features = affectnet_features(classes)
     options = {"classes": classes, "crop_format": crop_format}
     builder = Builder(out_dir, num_proc)
@@ -183,12 +188,9 @@ def prepare_affectnet(
         test = builder.split(
             records["test"], split="test", features=features, make_example=_make_example, options=options
         )
-        counts = class_counts(full_train, classes)
-        if min(counts) < 2 or math.ceil(val_fraction * len(full_train)) < classes:
-            raise PrepareError(
-                f"cannot hold out a stratified {val_fraction:.0%} of the {len(full_train)} training examples "
-                f"(per-class counts {counts}): every class needs 2 examples and the hold-out one per class"
-            )
+        problem = holdout_problem(class_counts(full_train, classes), val_fraction)
+        if problem:
+            raise PrepareError(f"{root}: {problem} (after dropping the unreadable examples in the report)")
         held_out = full_train.train_test_split(test_size=val_fraction, stratify_by_column="label", seed=seed)
         splits = datasets.DatasetDict({"train": held_out["train"], "validation": held_out["test"], "test": test})
         names = features["label"].names
@@ -279,6 +281,57 @@ def _release2017_lists(root: Path) -> Path | None:
         if (folder / "training.csv").is_file():
             return folder
     return None
+
+
+def holdout_problem(counts: list[int], val_fraction: float) -> str | None:
+    """Why a stratified hold-out of ``val_fraction`` cannot be drawn from a training set with these per-class
+    ``counts``, and what to do instead; ``None`` when it can.
+
+    A stratified split (``datasets.Dataset.train_test_split(stratify_by_column=...)``) needs every class to
+    have at least 2 examples, and both parts at least one example per class: the hold-out has
+    ``ceil(val_fraction * n)`` examples, so ``val_fraction`` must be at least ``classes / n`` and at most
+    ``(n - classes) / n``.
+    """
+    total, classes = sum(counts), len(counts)
+    short = [index for index, count in enumerate(counts) if count < 2]
+    if short or total < 2 * classes:
+        return (
+            f"cannot hold out a stratified validation set from {total} training examples (per-class counts "
+            f"{counts}): every class needs at least 2 examples (classes {short} have fewer) and the training "
+            f"set at least {2 * classes}; add examples, or use a training set with every class"
+        )
+    held_out = math.ceil(val_fraction * total)
+    if held_out < classes or total - held_out < classes:
+        smallest = math.ceil(classes / total * 1000) / 1000
+        largest = math.floor((total - classes) / total * 1000) / 1000
+        return (
+            f"cannot hold out a stratified {val_fraction:g} of the {total} training examples: that is {held_out} "
+            f"example(s), and both parts need one example of each of the {classes} classes; use --val-fraction "
+            f"{smallest:g} (the smallest that works; at most {largest:g})"
+        )
+    return None
+
+
+def annotated_class_counts(records: list[dict], classes: int) -> list[int]:
+    """Per-class counts of the records whose annotation passes [`check_affectnet_labels`], read from the
+    annotations only (CSV values, or the cropped release's small ``*_exp.npy`` files); no image is opened."""
+    counts = [0] * classes
+    for record in records:
+        if "annotation_dir" in record:
+            raw = []
+            for suffix in ("exp", "val", "aro"):
+                try:
+                    raw.append(_load_npy(os.path.join(record["annotation_dir"], f"{record['id']}_{suffix}.npy")))
+                except (OSError, ValueError):
+                    break
+            if len(raw) != 3:
+                continue
+        else:
+            raw = [record[key] for key in ("expression", "valence", "arousal")]
+        label = check_affectnet_labels(*raw, classes)[0]
+        if label is not None:
+            counts[label] += 1
+    return counts
 
 
 def _release2017_records(root: Path, log: ProblemLog) -> dict[str, list[dict]]:

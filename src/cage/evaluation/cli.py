@@ -32,9 +32,14 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..inference import ModelLoadError
+    from ..inference.cli import output_path_problem
     from .metrics import to_json_ready
     from .runner import evaluate_model
 
+    problem = output_path_problem(args.output) if args.output else None
+    if problem:  # checked before the (long) evaluation, not when writing
+        print(f"cage evaluate: {problem}", file=sys.stderr)
+        return 2
     try:
         metrics = evaluate_model(
             args.model,
@@ -52,7 +57,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     if PartialState().is_main_process:
-        print(json.dumps(to_json_ready(metrics), indent=2))
+        print(json.dumps(to_json_ready(metrics), indent=2, allow_nan=False))
         if metrics.get("skipped_images"):
             print(f"cage evaluate: skipped {metrics['skipped_images']} undecodable image(s)", file=sys.stderr)
     return 0

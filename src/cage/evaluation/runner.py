@@ -178,5 +178,5 @@ def write_metrics(metrics: dict[str, Any], path: str | Path) -> Path:
     """Write ``metrics`` as strict JSON (NaN -> null)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_json_ready(metrics), indent=2) + "\n")
+    path.write_text(json.dumps(to_json_ready(metrics), indent=2, allow_nan=False) + "\n")
     return path

@@ -45,6 +45,7 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
         precision: str = "fp32",
         runtime: str = "torch",
         onnx_model: str | os.PathLike | None = None,
+        detect_size: str | int | None = None,
     ) -> ExpressionAnalyzer:
         """Load a model folder (or Hub repo id, when online) with its processor and a face detector.
 
@@ -61,6 +62,9 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
             onnx_model: the ONNX file for ``runtime="onnx"`` (from ``cage export onnx``); by default the model
                 is exported once into ``~/.cache/cage/onnx/`` (keyed by the weights' hash) after passing the
                 1e-4 parity check.
+            detect_size: ``"auto"`` (default: images over 1024 px are also searched in native-resolution tiles,
+                so small faces in group photos are found; slower on large images) or a longer side in pixels
+                to downscale to for one fast detection pass (see ``face_detection_cage``).
 
         Raises:
             cage.inference.ModelLoadError: the model cannot be loaded (message says why).
@@ -86,6 +90,7 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
             batch_size=batch_size,
             detector_model=detector_model,
             precision=precision,
+            detect_size=detect_size,
         )
 
     def predict_video(self, path: str | os.PathLike, every: int = 1, fps: float | None = None) -> Iterator[Any]:

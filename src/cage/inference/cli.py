@@ -32,6 +32,14 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--detector-model", default=None, metavar="PATH", help="YuNet ONNX file (face_detection_yunet_2023mar.onnx)"
     )
+    parser.add_argument(
+        "--detect-size",
+        default="auto",
+        metavar="auto|N",
+        help="auto (default): images over 1024 px are also searched in native-resolution tiles, so small faces "
+        "in group photos are found (about one detector run per 768 px of tile stride); N: downscale to a "
+        "longer side of N pixels for one fast pass (1024 = the old behaviour)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--batch-size", type=int, default=32, help="face crops per forward pass (default: 32)")
     parser.add_argument(
@@ -93,6 +101,16 @@ def add_webcam_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_webcam)
 
 
+def output_path_problem(output: str) -> str | None:
+    """Why the file ``output`` cannot be written (its folder is missing or it is a folder), or ``None``."""
+    path = Path(output).expanduser()
+    if path.is_dir():
+        return f"--output {output} is a folder; give a file name"
+    if not path.parent.is_dir():
+        return f"--output {output}: the folder {path.parent} does not exist; create it first"
+    return None
+
+
 def _load(args: argparse.Namespace, command: str):
     from . import ModelLoadError, load_analyzer
 
@@ -109,6 +127,7 @@ def _load(args: argparse.Namespace, command: str):
             precision=args.precision,
             runtime=args.runtime,
             onnx_model=args.onnx_model,
+            detect_size=args.detect_size,
         )
     except (ModelLoadError, ValueError, ImportError, FileNotFoundError, RuntimeError) as error:
         print(f"cage {command}: {error}", file=sys.stderr)
@@ -120,7 +139,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     from .output import Annotator, ResultWriter
     from .predict import iter_input_results, load_boxes
-    from .sources import expand_inputs, sampled_frame_count
+    from .output import printable_name
+    from .sources import sampled_frame_count, scan_inputs
 
     boxes = None
     if args.boxes is not None:
@@ -129,20 +149,31 @@ def run_predict(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as error:
             print(f"cage predict: {error}", file=sys.stderr)
             return EXIT_USAGE
+    if args.output is not None:
+        problem = output_path_problem(args.output)
+        if problem:
+            print(f"cage predict: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     analyzer = _load(args, "predict")
     if analyzer is None:
         return EXIT_USAGE
     started = time.perf_counter()
-    files = expand_inputs(args.inputs)
+    files, skipped = scan_inputs(args.inputs)
+    for item in skipped:
+        print(f"cage predict: skipped {printable_name(item.path)}: {item.reason}", file=sys.stderr)
     roots = {f.path: Path(f.root) for f in files if f.root is not None}
     total = sum(
         (sampled_frame_count(f.path, args.every, args.fps) or 1) if f.kind == "video" and not f.error else 1
         for f in files
     )
     annotator = Annotator(args.annotate) if args.annotate else None
-    stream = open(args.output, "w", newline="") if args.output else sys.stdout
+    try:
+        stream = open(Path(args.output).expanduser(), "w", newline="") if args.output else sys.stdout
+    except OSError as error:
+        print(f"cage predict: cannot write --output {args.output}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_USAGE
     writer = ResultWriter(stream, args.format, analyzer.config)
-    images = faces = failures = 0
+    images = faces = failures = failed_faces = 0
     progress = tqdm(total=total, unit="image", disable=True if args.no_progress else None, delay=2, file=sys.stderr)
     try:
         for result, image in iter_input_results(
@@ -155,6 +186,15 @@ def run_predict(args: argparse.Namespace) -> int:
             else:
                 images += 1
                 faces += len(result.faces)
+                lost = sum(1 for face in result.faces if face.get("error"))
+                if lost:
+                    failed_faces += lost
+                    where = result.file if result.frame is None else f"{result.file} frame {result.frame}"
+                    progress.write(
+                        f"cage predict: error: {where}: {lost} face(s) without a prediction: "
+                        f"{next(face['error'] for face in result.faces if face.get('error'))}",
+                        file=sys.stderr,
+                    )
                 if annotator is not None and image is not None:
                     annotator.save(result, image, roots.get(result.file))
             writer.write(result)
@@ -165,10 +205,11 @@ def run_predict(args: argparse.Namespace) -> int:
             stream.close()
     elapsed = time.perf_counter() - started
     print(
-        f"cage predict: {images + failures} images, {faces} faces, {failures} failed, {elapsed:.1f} s",
+        f"cage predict: {images + failures} images, {faces} faces, {failures} failed, "
+        f"{failed_faces} faces without a prediction, {len(skipped)} skipped, {elapsed:.1f} s",
         file=sys.stderr,
     )
-    return EXIT_INPUT_ERRORS if failures else EXIT_OK
+    return EXIT_INPUT_ERRORS if failures or failed_faces else EXIT_OK
 
 
 def _camera_source(camera: str) -> Any:
@@ -199,14 +240,22 @@ def run_webcam(args: argparse.Namespace) -> int:
     annotator = Annotator(args.annotate) if args.annotate else None
     name = f"camera:{args.camera}"
     fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-    started, index, analysed, faces = time.perf_counter(), 0, 0, 0
+    from .sources import MAX_CONSECUTIVE_FAILURES
+
+    started, index, analysed, faces, lost, failing = time.perf_counter(), 0, 0, 0, 0, 0
     print("cage webcam: running; press Ctrl+C to stop", file=sys.stderr)
     try:
         while args.max_frames is None or analysed < args.max_frames:
             ok, frame = capture.read()
-            if not ok:
-                print("cage webcam: the camera stopped delivering frames", file=sys.stderr)
-                break
+            if not ok or frame is None:  # a bad frame: retried; many in a row end the stream
+                failing += 1
+                if failing >= MAX_CONSECUTIVE_FAILURES:
+                    print("cage webcam: the camera stopped delivering frames", file=sys.stderr)
+                    break
+                continue
+            if failing:
+                print(f"cage webcam: {failing} frame(s) could not be read and were skipped", file=sys.stderr)
+                lost, failing = lost + failing, 0
             if index % args.every == 0 and (args.fps is None or _due(index, fps, args.fps)):
                 rgb = bgr_to_rgb(frame)
                 result = ImageResult(
@@ -215,7 +264,7 @@ def run_webcam(args: argparse.Namespace) -> int:
                     frame=index,
                     time_s=round(index / fps, 3) if fps > 0 else round(time.perf_counter() - started, 3),
                 )
-                print(json.dumps(result.to_dict()), flush=True)
+                print(json.dumps(result.to_dict(), allow_nan=False), flush=True)
                 if annotator is not None:
                     from PIL import Image
 
@@ -228,8 +277,8 @@ def run_webcam(args: argparse.Namespace) -> int:
     finally:
         capture.release()
     elapsed = time.perf_counter() - started
-    print(f"cage webcam: {analysed} frames, {faces} faces, 0 failed, {elapsed:.1f} s", file=sys.stderr)
-    return EXIT_OK
+    print(f"cage webcam: {analysed} frames, {faces} faces, {lost} failed, {elapsed:.1f} s", file=sys.stderr)
+    return EXIT_INPUT_ERRORS if lost else EXIT_OK
 
 
 def _due(index: int, native_fps: float, fps: float) -> bool:

@@ -34,6 +34,8 @@ def load_model_and_processor(model: str | Path, device: Any = None) -> tuple[Any
     import cage  # noqa: F401  (registers the Auto classes)
 
     name = str(model)
+    if name.startswith("~"):  # a quoted "~/models/x" (the shell expands only unquoted tildes)
+        name = os.path.expanduser(name)
     path = Path(name)
     if path.exists():
         if not (path / "config.json").is_file():
@@ -71,6 +73,7 @@ def load_analyzer(
     precision: str = "fp32",
     runtime: str = "torch",
     onnx_model: str | os.PathLike | None = None,
+    detect_size: str | int | None = None,
 ) -> FaceExpressionAnalyzer:
     """A [`FaceExpressionAnalyzer`] for ``model``; see [`load_model_and_processor`] and
     ``face_detection_cage.create_face_detector`` for the errors."""
@@ -85,4 +88,5 @@ def load_analyzer(
         precision=precision,
         runtime=runtime,
         onnx_model=onnx_model,
+        detect_size=detect_size,
     )

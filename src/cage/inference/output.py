@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import os
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,7 +26,14 @@ class ResultWriter:
         ``jsonl``: the same records, one per line, flushed per line.
         ``csv``: one row per face, columns ``file, frame, time_s, face, x, y, w, h, score, crop, box_source,
             expression, <regression targets>, [categories], p_<label>..., error``; an image without a face
-            or with an error gets one row with the face columns empty, so every input appears.
+            or with an error gets one row with the face columns empty, so every input appears. A face without
+            a prediction (non-finite model output) has empty value cells and its own ``error``.
+
+    Every format refuses NaN and infinities (``ValueError``) instead of writing them: JSON output is strict
+    JSON (``allow_nan=False``) and CSV cells never hold ``nan``/``inf``. Records carry ``None`` (JSON ``null``,
+    an empty CSV cell) plus an ``error`` where a value is missing. File names that are not valid UTF-8 (on
+    POSIX, undecodable bytes appear as surrogate escapes) are written with those bytes as ``\\xNN`` escapes
+    (Python's ``backslashreplace``), so a name never stops the output.
     """
 
     def __init__(self, stream: TextIO, fmt: str, config: Any):
@@ -42,21 +51,31 @@ class ResultWriter:
             self._csv.writeheader()
 
     def write(self, result: ImageResult) -> None:
+        """Write one result.
+
+        Raises:
+            ValueError: a value is NaN or infinite (the records of ``cage`` never hold one; see
+                ``pipeline_cage.outputs_to_records``).
+        """
         record = result.to_dict()
+        record["file"] = printable_name(record["file"])
+        if "error" in record:
+            record["error"] = printable_name(record["error"])
         if self.format == "jsonl":
-            self.stream.write(json.dumps(record) + "\n")
+            self.stream.write(json.dumps(record, allow_nan=False) + "\n")
             self.stream.flush()
         elif self.format == "json":
-            text = "\n".join("  " + line for line in json.dumps(record, indent=2).splitlines())
+            text = "\n".join("  " + line for line in json.dumps(record, indent=2, allow_nan=False).splitlines())
             self.stream.write(("[\n" if self.count == 0 else ",\n") + text)
         else:
             self._write_csv(result)
         self.count += 1
 
     def _write_csv(self, result: ImageResult) -> None:
-        base = {"file": result.file, "frame": result.frame, "time_s": result.time_s, "error": result.error}
+        error = None if result.error is None else printable_name(result.error)
+        base = {"file": printable_name(result.file), "frame": result.frame, "time_s": result.time_s, "error": error}
         if not result.faces:
-            self._csv.writerow(base)
+            self._csv_row(base)
             return
         for index, face in enumerate(result.faces):
             row = dict(base, face=index, score=face["score"], crop=face["crop"], box_source=face["box_source"])
@@ -66,12 +85,30 @@ class ResultWriter:
             if self.multi_label:
                 row["categories"] = ";".join(face["categories"])
             row.update({f"p_{label}": p for label, p in face["probabilities"].items()})
-            self._csv.writerow(row)
+            if face.get("error"):
+                row["error"] = face["error"] if error is None else f"{error}; {face['error']}"
+            self._csv_row(row)
+
+    def _csv_row(self, row: dict[str, Any]) -> None:
+        for key, value in row.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"refusing to write the non-finite value {value} in CSV column {key!r}")
+        self._csv.writerow(row)
 
     def close(self) -> None:
         if self.format == "json":
             self.stream.write("[]\n" if self.count == 0 else "\n]\n")
         self.stream.flush()
+
+
+def printable_name(text: str) -> str:
+    """``text`` made encodable as UTF-8: undecodable file-name bytes (surrogate escapes, as ``os.fsdecode``
+    gives them on POSIX) become ``\\xNN`` escapes; valid text is returned unchanged."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 def _bar(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, height: int, value: float, name: str, font) -> None:
@@ -99,13 +136,16 @@ def annotate(image: Image.Image, faces: list[dict[str, Any]]) -> Image.Image:
     for face in faces:
         x, y, w, h = face["box"]
         draw.rectangle((x, y, x + w, y + h), outline=(255, 200, 0), width=thickness)
-        label = f"{face['expression']} {face['probabilities'][face['expression']]:.2f}"
+        if face.get("error") or face.get("expression") is None:
+            label = "no prediction" if face.get("error") else ""
+        else:
+            label = f"{face['expression']} {face['probabilities'][face['expression']]:.2f}"
         text_y = max(0, y - size - 4)
         draw.rectangle((x, text_y, x + max(w, size * len(label) // 2 + 6), text_y + size + 4), fill=(0, 0, 0))
         draw.text((x + 3, text_y + 1), label, fill=(255, 255, 255), font=font)
         bar_height, bar_y = size + 2, y + h + 2
         for name in ("valence", "arousal", "dominance"):
-            if name in face:
+            if face.get(name) is not None:
                 _bar(
                     draw,
                     x,
@@ -149,4 +189,4 @@ class Annotator:
         return target
 
 
-__all__ = ["FORMATS", "Annotator", "ResultWriter", "annotate"]
+__all__ = ["FORMATS", "Annotator", "ResultWriter", "annotate", "printable_name"]

@@ -29,7 +29,8 @@ class ImageResult:
         faces: one record per face, left to right (see ``pipeline_cage.face_records``); ``[]`` without a face.
         error: ``None``, or why the input could not be processed (missing, empty, not an image, truncated...).
         frame: for videos, the 0-based frame index in the file.
-        time_s: for videos, the frame's time in seconds (frame / the video's frame rate).
+        time_s: for videos, the frame's presentation time in seconds (the container's timestamp; ``None`` for a
+            frame that could not be decoded).
     """
 
     file: str
@@ -48,6 +49,12 @@ class ImageResult:
             record["error"] = self.error
         return record
 
+    @property
+    def failed(self) -> bool:
+        """Whether something was lost: the input could not be processed, or a face has no prediction (its
+        record has ``error``, e.g. a non-finite model output)."""
+        return self.error is not None or any(face.get("error") for face in self.faces)
+
 
 def load_boxes(path: str | os.PathLike) -> dict[str, list[list[float]]]:
     """Read user boxes (e.g. EMOTIC person boxes): ``{"image path or file name": [[x, y, w, h], ...], ...}``.
@@ -59,7 +66,7 @@ def load_boxes(path: str | os.PathLike) -> dict[str, list[list[float]]]:
         ValueError: the file is not such a JSON object; the message names the file and the bad entry.
         OSError: the file cannot be read.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as error:
@@ -163,9 +170,12 @@ def predict_paths(
 
 
 def _frame_items(path: str, every: int, fps: float | None):
+    """Items for [`_iter_with_images`]: decoded frames, and the lost ones (bad frames, a short or empty video)
+    as errors, so that each is reported and counted while the rest of the video goes on."""
     try:
         for frame in iter_video_frames(path, every=every, fps=fps):
-            yield path, frame.image, None, {"frame": frame.index, "time_s": frame.time_s}
+            extra = {} if frame.index is None else {"frame": frame.index, "time_s": frame.time_s}
+            yield path, frame.image, frame.error, extra
     except (OSError, ValueError) as error:
         yield path, None, str(error), {}
 
@@ -180,8 +190,10 @@ def predict_video(
     """Yield an [`ImageResult`] (with ``frame`` and ``time_s``) per sampled frame of a video, streaming.
 
     At most ``images_per_batch`` decoded frames are held at a time, whatever the video's length. A video
-    that cannot be opened yields one result with ``error`` set. See ``sources.iter_video_frames`` for
-    ``every``/``fps``.
+    that cannot be opened, or has no decodable frame, yields one result with ``error`` set; a frame that cannot
+    be decoded yields a result with ``frame`` and ``error`` and the video goes on; a video that ends before the
+    frame count its container states yields a last result with ``error``. See ``sources.iter_video_frames``
+    for ``every``/``fps`` and timestamps.
     """
     for result, _ in _iter_with_images(analyzer, _frame_items(str(path), every, fps), images_per_batch):
         yield result
