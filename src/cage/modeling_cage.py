@@ -262,7 +262,8 @@ class CagePreTrainedModel(PreTrainedModel):
         index = getattr(module, "relative_position_index", None)
         if isinstance(index, torch.Tensor) and type(module).__module__ == "torchvision.models.maxvit":
             # torchvision's MaxViT keeps its relative-position index as a persistent buffer built in __init__
-            from torchvision.models.maxvit import _get_relative_position_index
+            if is_torchvision_available():  # (an `if` keeps torchvision optional for timm models loaded as remote code)
+                from torchvision.models.maxvit import _get_relative_position_index
 
             init.copy_(index, _get_relative_position_index(module.size, module.size))
         if hasattr(module, "init_non_persistent_buffers"):
