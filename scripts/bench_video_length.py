@@ -6,8 +6,8 @@ across a plain background, of SHORT and LONG seconds (default 30 s and 600 s = 1
 process each, what ``cage predict VIDEO --model M --fps F --format csv --output ...`` runs (dlib detection, face
 tracks, per-track summary, CSV written as it goes) and reports the peak resident memory of that process
 (``ru_maxrss``), the wall time, the frames analysed and the time per analysed frame after the first batch of 8
-(model loading and warm-up excluded; decoding of the skipped frames included). ``--fps`` subsamples the analysis (every frame is still
-decoded), which keeps the 10-minute run feasible on a small CPU.
+(model loading and warm-up excluded; decoding of the skipped frames included). ``--fps`` subsamples the
+analysis (every frame is still decoded), which keeps the 10-minute run feasible on a small CPU.
 
     python scripts/bench_video_length.py --model /tmp/cage-untrained [--fps 1] [--short 30] [--long 600]
 """

@@ -39,7 +39,8 @@ def _cage(*args: str, processes: int = 1) -> list[str]:
 
 
 def run(*args: str, processes: int = 1, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(_cage(*args, processes=processes), capture_output=True, text=True, env=_env(), timeout=timeout)
+    command = _cage(*args, processes=processes)
+    return subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=timeout)
 
 
 def records(path: Path) -> list[dict]:

@@ -234,7 +234,8 @@ def run_predict_dataset(args: argparse.Namespace, load: Callable[[argparse.Names
     for name, split in splits.items():
         if args.image_column not in split.column_names:
             where = f" (split {name})" if name else ""
-            return fail(f"{args.dataset}{where}: no column {args.image_column!r}; it has {', '.join(split.column_names)}")
+            has = ", ".join(split.column_names)
+            return fail(f"{args.dataset}{where}: no column {args.image_column!r}; it has {has}")
     analyzer = load(args, "predict")  # checks the options and the model once, with the CLI's one-line errors
     if analyzer is None:
         return EXIT_USAGE
