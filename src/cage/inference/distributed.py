@@ -185,10 +185,10 @@ def merge_parts(folder: Path, files: Sequence[Any], writer: Any) -> tuple[int, i
 class _Progress:
     """The main process's bar: its own records plus the lines the other processes append to their parts."""
 
-    def __init__(self, bar: Any, folder: Path, rank: int, num_processes: int):
+    def __init__(self, bar: Any, folder: Path, rank: int, num_processes: int, offsets: dict[int, int]):
         self.bar, self.folder, self.rank = bar, folder, rank
         self.others = [r for r in range(num_processes) if r != rank]
-        self.offsets = {r: _part_size(folder / f"part-{r:05d}.jsonl") for r in self.others}
+        self.offsets = {r: offsets.get(r, 0) for r in self.others}  # sizes before this run appended anything
         self.last_poll = 0.0
 
     def poll(self, force: bool = False) -> None:
@@ -201,6 +201,7 @@ class _Progress:
             if not path.is_file():
                 continue
             with open(path, "rb") as handle:
+                self.offsets[rank] = min(self.offsets[rank], os.fstat(handle.fileno()).st_size)  # a cut last line
                 handle.seek(self.offsets[rank])
                 data = handle.read()
             cut = data.rfind(b"\n") + 1
@@ -300,6 +301,7 @@ def run_predict_parts(
         if is_main:
             print(f"cage predict: {error}", file=sys.stderr)
         return EXIT_USAGE
+    sizes = {r: _part_size(folder / f"part-{r:05d}.jsonl") for r in range(num_processes)}
     barrier()  # everyone has read the same complete set before anyone appends
     cut = _cut_partial_line(own_part)
     if cut and args.resume:
@@ -324,7 +326,7 @@ def run_predict_parts(
         )
         disable = True if args.no_progress else None
         bar = tqdm(total=total, initial=done_records, unit="image", disable=disable, delay=2, file=sys.stderr)
-    progress = _Progress(bar, folder, rank, num_processes) if bar is not None else None
+    progress = _Progress(bar, folder, rank, num_processes, sizes) if bar is not None else None
     attempt = uuid.uuid4().hex[:12]
     with open(own_part, "a", encoding="utf-8") as part:
 
