@@ -155,3 +155,33 @@ def test_read_parts_keeps_only_completed_attempts(tmp_path):
     assert len(complete[1]) == 2
     assert _cut_partial_line(part) == len('{"i": 0, "a"')
     assert part.read_text().endswith('"done": 1}\n')
+
+
+def test_two_processes_with_videos_and_images_give_the_one_process_csv(tiny_model_dir, crops, tmp_path):
+    """Videos go whole to one process; their tracks and summaries, and every batch, are those of one process."""
+    import cv2
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    names = [f"a_{k}.png" for k in range(6)] + ["b_video.avi"] + [f"c_{k}.png" for k in range(6)] + ["d_video.avi"]
+    names += ["e_0.png", "e_1.png"]  # 16 inputs: two blocks of 8, one video in each
+    for k, name in enumerate(names):
+        if name.endswith(".png"):
+            shutil.copy(crops / f"crop_{k:02d}.png", folder / name)
+            continue
+        writer = cv2.VideoWriter(str(folder / name), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (80, 80))
+        for frame in range(7 + k % 3):
+            writer.write(np.asarray(Image.open(crops / f"crop_{(k + frame) % N_CROPS:02d}.png"))[:, :, ::-1].copy())
+        writer.release()
+    outputs = {}
+    for processes in (1, 2):
+        out = tmp_path / f"out{processes}.csv"
+        done = run("predict", str(folder), "--model", str(tiny_model_dir), "--detector", "none", "--precision",
+                   "fp32", "--output", str(out), processes=processes)
+        assert done.returncode == 0, done.stderr
+        outputs[processes] = out.read_text()
+    assert outputs[2] == outputs[1]
+    rows = outputs[1].splitlines()
+    assert rows[0].split(",")[3:5] == ["face", "track_id"]
+    summaries = [r for r in rows if ",summary," in r]
+    assert [r.split(",")[0] for r in summaries] == [str(folder / "b_video.avi"), str(folder / "d_video.avi")]
