@@ -98,12 +98,16 @@ def test_cli_on_video_and_unreadable_video(tiny_model_dir, video, tmp_path, caps
     captured = capsys.readouterr()
     records = [json.loads(line) for line in captured.out.splitlines()]
     assert code == 1
+    # the video's frames, then its per-track summary (tracking.py), then the broken video's error
     assert [(r["file"], r.get("frame")) for r in records] == [(str(video), i) for i in (0, 3, 6, 9)] + [
-        (str(broken), None)
+        (str(video), None),
+        (str(broken), None),
     ]
     assert [len(r["faces"]) for r in records[:4]] == [1, 1, 1, 1]  # every 3rd frame of a 3-scene cycle: scene 0
+    assert [f["track_id"] for r in records[:4] for f in r["faces"]] == [0, 0, 0, 0]  # the same face throughout
+    assert [(t["track_id"], t["frames"]) for t in records[4]["track_summary"]] == [(0, 4)]
     assert records[1]["time_s"] == 0.3
-    assert "broken.mp4" in records[4]["error"] and "broken.mp4" in captured.err
+    assert "broken.mp4" in records[5]["error"] and "broken.mp4" in captured.err
     assert "5 images, 4 faces, 1 failed" in captured.err
 
 

@@ -3,6 +3,9 @@
     cage predict INPUT... --model DIR_OR_REPO [--format json|jsonl|csv] [--output FILE]
         [--detector dlib|yunet|none] [--detector-model PATH] [--boxes boxes.json]
         [--device auto|cpu|cuda|mps] [--batch-size N] [--every N | --fps F] [--annotate DIR]
+        [--resume] [--plot DIR]          (several processes: accelerate launch -m cage predict ...)
+    cage predict --dataset DIR_OR_HUB_ID [--split S] [--image-column image] --output-dataset DIR
+        [--push-to-hub REPO] [--num-proc N] --model DIR_OR_REPO ...
     cage webcam --model DIR_OR_REPO [--camera 0] [--every N] [--max-frames N] [--annotate DIR]
 """
 
@@ -76,15 +79,55 @@ def add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
         "(clamped to [-1, 1]). Unreadable files are reported by name; the others are still processed and "
         "the exit code is 1. A summary line (images, faces, failures, time) goes to stderr.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or video files")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or video files")
     _add_model_options(parser)
-    parser.add_argument("--format", default="json", choices=["json", "jsonl", "csv"], help="output format")
+    parser.add_argument(
+        "--format",
+        default=None,
+        choices=["json", "jsonl", "csv"],
+        help="output format (default: from the --output suffix .jsonl/.csv, else json)",
+    )
     parser.add_argument("--output", "-o", default=None, metavar="FILE", help="write results here (default: stdout)")
     parser.add_argument(
         "--boxes", default=None, metavar="JSON", help='boxes instead of detection: {"image": [[x, y, w, h], ...]}'
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _add_scale_options(parser)
     parser.set_defaults(handler=run_predict)
+
+
+def _add_scale_options(parser: argparse.ArgumentParser) -> None:
+    """Options of ``cage predict`` for many processes, resumable runs, datasets and video tracks."""
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run with the same inputs and --output: complete records in OUTPUT.parts/ "
+        "are kept, the rest is redone (also under accelerate launch with several processes)",
+    )
+    parser.add_argument(
+        "--plot", default=None, metavar="DIR", help="videos: per video, valence/arousal over time per face track "
+        "and each track's path on the circumplex (PNG)"
+    )
+    group = parser.add_argument_group("datasets (instead of INPUT...)")
+    group.add_argument(
+        "--dataset", default=None, metavar="DIR_OR_HUB_ID", help="a datasets folder (save_to_disk), a data folder, "
+        "or a Hub dataset id; prediction columns are added to every row"
+    )
+    group.add_argument("--split", default=None, help="the split to annotate (default: every split)")
+    group.add_argument("--image-column", default="image", help="the column holding the images (default: image)")
+    group.add_argument("--output-dataset", default=None, metavar="DIR", help="save the annotated dataset here")
+    group.add_argument("--push-to-hub", default=None, metavar="REPO", help="also push the annotated dataset to REPO")
+    group.add_argument(
+        "--num-proc", type=int, default=1, metavar="N", help="datasets.map worker processes on the CPU (default: 1)"
+    )
+
+
+def _output_format(args: argparse.Namespace) -> str:
+    """``--format``, or the one named by the ``--output`` suffix (``.jsonl``, ``.csv``), else ``json``."""
+    if args.format is not None:
+        return args.format
+    suffix = Path(args.output).suffix.lower() if args.output else ""
+    return {".jsonl": "jsonl", ".csv": "csv"}.get(suffix, "json")
 
 
 def add_webcam_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -142,6 +185,14 @@ def run_predict(args: argparse.Namespace) -> int:
     from .output import printable_name
     from .sources import sampled_frame_count, scan_inputs
 
+    args.format = _output_format(args)
+    if getattr(args, "dataset", None) is not None:
+        from .dataset_io import run_predict_dataset
+
+        return run_predict_dataset(args, _load)
+    if not args.inputs:
+        print("cage predict: give INPUT files/folders/videos, or --dataset", file=sys.stderr)
+        return EXIT_USAGE
     boxes = None
     if args.boxes is not None:
         try:
@@ -154,6 +205,13 @@ def run_predict(args: argparse.Namespace) -> int:
         if problem:
             print(f"cage predict: {problem}", file=sys.stderr)
             return EXIT_USAGE
+
+    from .distributed import uses_parts
+
+    if uses_parts(args):  # under accelerate launch with several processes, or --resume
+        from .distributed import run_predict_parts
+
+        return run_predict_parts(args, boxes, _load)
     analyzer = _load(args, "predict")
     if analyzer is None:
         return EXIT_USAGE
@@ -172,13 +230,22 @@ def run_predict(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"cage predict: cannot write --output {args.output}: {error.strerror or error}", file=sys.stderr)
         return EXIT_USAGE
-    writer = ResultWriter(stream, args.format, analyzer.config)
+    has_video = any(f.kind == "video" for f in files)
+    writer = ResultWriter(stream, args.format, analyzer.config, tracks=has_video)
     images = faces = failures = failed_faces = 0
     progress = tqdm(total=total, unit="image", disable=True if args.no_progress else None, delay=2, file=sys.stderr)
+    pairs = iter_input_results(
+        analyzer, files, every=args.every, fps=args.fps, images_per_batch=min(8, args.batch_size), boxes=boxes
+    )
+    if has_video:  # face tracks and a per-track summary closing each video (tracking.py)
+        from .tracking import TrackSummary, track_results
+
+        pairs = track_results(pairs, analyzer.config, args.plot)
     try:
-        for result, image in iter_input_results(
-            analyzer, files, every=args.every, fps=args.fps, images_per_batch=min(8, args.batch_size), boxes=boxes
-        ):
+        for result, image in pairs:
+            if has_video and isinstance(result, TrackSummary):
+                writer.write(result)
+                continue
             progress.update(1)
             if result.error:
                 failures += 1

@@ -29,6 +29,9 @@ class ResultWriter:
             or with an error gets one row with the face columns empty, so every input appears. A face without
             a prediction (non-finite model output) has empty value cells and its own ``error``.
 
+            With ``tracks=True`` (inputs include videos) a ``track_id`` column follows ``face``, and each
+            video ends with one ``face=summary`` row per track (see ``tracking.TrackSummary``).
+
     Every format refuses NaN and infinities (``ValueError``) instead of writing them: JSON output is strict
     JSON (``allow_nan=False``) and CSV cells never hold ``nan``/``inf``. Records carry ``None`` (JSON ``null``,
     an empty CSV cell) plus an ``error`` where a value is missing. File names that are not valid UTF-8 (on
@@ -36,10 +39,10 @@ class ResultWriter:
     (Python's ``backslashreplace``), so a name never stops the output.
     """
 
-    def __init__(self, stream: TextIO, fmt: str, config: Any):
+    def __init__(self, stream: TextIO, fmt: str, config: Any, tracks: bool = False):
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-        self.stream, self.format, self.count = stream, fmt, 0
+        self.stream, self.format, self.count, self.tracks = stream, fmt, 0, tracks
         self.labels = [config.id2label[i] for i in range(len(config.id2label))]
         self.targets = list(config.regression_targets)
         self.multi_label = bool(config.multi_label)
@@ -47,6 +50,9 @@ class ResultWriter:
             columns = ["file", "frame", "time_s", "face", "x", "y", "w", "h", "score", "crop", "box_source"]
             columns += ["expression", *self.targets] + (["categories"] if self.multi_label else [])
             columns += [f"p_{label}" for label in self.labels] + ["error"]
+            if tracks:  # videos: the face's track, and the per-track summary rows (see tracking.py)
+                columns.insert(columns.index("face") + 1, "track_id")
+                columns += ["frames", *(f"{t}_std" for t in self.targets)]
             self._csv = csv.DictWriter(stream, fieldnames=columns, lineterminator="\n")
             self._csv.writeheader()
 
@@ -72,6 +78,9 @@ class ResultWriter:
         self.count += 1
 
     def _write_csv(self, result: ImageResult) -> None:
+        if hasattr(result, "tracks"):  # a TrackSummary: one row per track, face column "summary"
+            self._write_csv_summary(result)
+            return
         error = None if result.error is None else printable_name(result.error)
         base = {"file": printable_name(result.file), "frame": result.frame, "time_s": result.time_s, "error": error}
         if not result.faces:
@@ -81,6 +90,8 @@ class ResultWriter:
             row = dict(base, face=index, score=face["score"], crop=face["crop"], box_source=face["box_source"])
             row.update(zip("xywh", face["box"]))
             row["expression"] = face["expression"]
+            if self.tracks:
+                row["track_id"] = face.get("track_id")
             row.update({t: face[t] for t in self.targets})
             if self.multi_label:
                 row["categories"] = ";".join(face["categories"])
@@ -94,6 +105,21 @@ class ResultWriter:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"refusing to write the non-finite value {value} in CSV column {key!r}")
         self._csv.writerow(row)
+
+    def _write_csv_summary(self, summary: Any) -> None:
+        """Per track: ``expression`` = its most frequent expression, ``<target>`` = mean, ``<target>_std``,
+        ``p_<label>`` = share of its frames with that expression, ``frames`` = frames seen."""
+        if not self.tracks:
+            raise ValueError("a track summary needs a writer made with tracks=True")
+        for track in summary.tracks:
+            shares = track["expression_shares"]
+            row = {"file": printable_name(summary.file), "face": "summary", "track_id": track["track_id"]}
+            row["frames"] = track["frames"]
+            row["expression"] = max(shares, key=shares.get) if track["frames"] else None
+            row.update({t: track[f"{t}_mean"] for t in self.targets})
+            row.update({f"{t}_std": track[f"{t}_std"] for t in self.targets})
+            row.update({f"p_{label}": shares.get(label) for label in self.labels})
+            self._csv_row(row)
 
     def close(self) -> None:
         if self.format == "json":

@@ -134,7 +134,11 @@ def _iter_with_images(
         pending.clear()
         yield from done
 
-    for name, image, error, extra in items:
+    for item in items:
+        if item is FLUSH:  # a batch boundary the caller asks for
+            yield from flush()
+            continue
+        name, image, error, extra = item
         if error is not None:
             yield from flush()
             yield ImageResult(file=name, error=error, **extra), None
@@ -143,6 +147,9 @@ def _iter_with_images(
         if len(pending) >= images_per_batch:
             yield from flush()
     yield from flush()
+
+
+FLUSH = object()  # an item of _iter_with_images: predict what is pending before the next item
 
 
 def _image_items(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, Image.Image | None, str | None, dict]]:
@@ -207,14 +214,22 @@ def iter_input_results(
     images_per_batch: int = 8,
     boxes: Boxes | None = None,
 ) -> Iterator[tuple[ImageResult, Image.Image | None]]:
-    """Results with their decoded RGB images (``None`` on error), for writers that annotate."""
+    """Results with their decoded RGB images (``None`` on error), for writers that annotate.
+
+    Batches never straddle a video's start or end or a multiple of ``images_per_batch`` in ``files``, so each
+    input's batch depends only on its position: several processes given blocks of ``images_per_batch`` inputs
+    (``distributed.py``) compute exactly the batches of one process.
+    """
 
     def items():
-        for item in files:
+        for position, item in enumerate(files):
+            if position % images_per_batch == 0 or item.kind == "video":
+                yield FLUSH
             if item.error is not None:
                 yield item.path, None, item.error, {}
             elif item.kind == "video":
                 yield from _frame_items(item.path, every, fps)
+                yield FLUSH
             else:
                 yield from _image_items([item.path])
 
