@@ -291,6 +291,7 @@ def render_model_card(
     repo_id: str,
     metrics: dict[str, Any] | None = None,
     license: str | None = None,
+    reproduction: str | None = None,
 ) -> ModelCard:
     """Render the model card of the model folder ``model_dir`` as it will be published at ``repo_id``.
 
@@ -299,6 +300,8 @@ def render_model_card(
         repo_id: the Hub repository (used in the usage snippets).
         metrics: the output of [`load_metrics`] (``cage evaluate``'s JSON), or ``None`` (not evaluated).
         license: Hub license id; default from [`default_license`].
+        reproduction: Markdown of a "Reproduction" section (written by ``cage reproduce``: both stages'
+            numbers beside the paper's, the circumplex plot, the recipe), placed before "Limitations and bias".
 
     Returns:
         A ``huggingface_hub.ModelCard`` whose YAML holds library_name, pipeline_tag, tags, license, datasets
@@ -373,6 +376,7 @@ def render_model_card(
         bibtex=CAGE_BIBTEX,
         pipeline_task=PIPELINE_TASK,
         license=license,
+        reproduction=reproduction,
     )
 
 

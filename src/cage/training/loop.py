@@ -84,10 +84,14 @@ def build_model(args: TrainingArguments, label_set: str, weights: dict[str, list
         model.config.objective = args.objective
         model.config.class_weights = weights.get("class_weights")
         model.config.pos_weight = weights.get("pos_weight")
+        if args.expression_loss_weight is not None:
+            model.config.expression_loss_weight = args.expression_loss_weight
         model.config.validate_cage()
         model.train()
         log(f"initialised from {args.init_from} ({model.config.backbone}, {model.config.image_size} px)")
         return model, processor
+    if args.expression_loss_weight is not None:
+        weights = {**weights, "expression_loss_weight": args.expression_loss_weight}
     config = make_config(
         label_set, objective=args.objective, backbone=args.backbone, image_size=args.image_size, **weights
     )
@@ -152,8 +156,17 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     weights = loss_weights(dataset["train"], label_set)
     if args.balanced and label_set == "emotic":
         raise ValueError("--balanced needs single-label (AffectNet) data")
+    if args.balanced and weights.get("class_weights") is not None:
+        # The sampler already draws every class equally often; inverse-frequency CE weights on top would
+        # count rarity twice.
+        weights["class_weights"] = None
+        log_balanced = True
+    else:
+        log_balanced = False
 
     # Model: ImageNet trunk or a previous CAGE model; never silently random.
+    if log_balanced:
+        log("class-balanced sampling: the expression CE is unweighted (the sampler balances the classes)")
     model, processor = build_model(args, label_set, weights, log)
     config = model.config
     if args.gradient_checkpointing:
