@@ -1,0 +1,236 @@
+"""``cage reproduce affectnet``: a rehearsal of the whole path on a small AffectNet copy cut from the real photos
+in ../shared/faces, with a tiny random trunk on CPU: both stages, test metrics, the card, the staged upload
+loaded by repo id where ``cage`` cannot be imported, a rerun that skips everything, and an interrupted
+stage 2 that resumes to the same weights as the uninterrupted run.
+
+One run directory serves every assertion of the uninterrupted run (the module-scoped ``run_dir``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import BLOCK_CAGE_IMPORTS, REPO_ROOT, TINY_BACKBONE, TINY_SIZE, face_photo
+from data_fixtures import affectnet_labels, write_affectnet_cropped
+from safetensors.torch import load_file
+
+REPO_ID = "someone/cage-rehearsal"
+STAGE1_STEPS, STAGE2_STEPS = 2, 4
+OPTIONS = [
+    "--random-init", "--backbone", TINY_BACKBONE, "--image-size", str(TINY_SIZE), "--batch-size", "4",
+    "--max-steps", str(STAGE1_STEPS), "--stage2-max-steps", str(STAGE2_STEPS), "--checkpointing-steps", "1",
+    "--num-workers", "0", "--val-fraction", "0.34", "--estimate-steps", "1", "--repo-id", REPO_ID,
+]  # fmt: skip
+STAGES = ("data", "stage1", "stage2", "evaluate", "card", "hub")
+
+
+def _reproduce_in_process(root: Path, out: Path) -> int:
+    """``cage reproduce`` in this process on one thread, with a fresh Accelerate state afterwards."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    from cage.cli import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return main(["reproduce", "affectnet", str(root), "--out", str(out), *OPTIONS])
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        torch.set_num_threads(threads)
+
+
+def _record(out: Path) -> dict:
+    return json.loads((out / "reproduce.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def affectnet_root(tmp_path_factory) -> Path:
+    # The cropped release: 3 training faces per class (a third held out for validation), 1 test face per class.
+    face_photo("obama.jpg")  # skips without ../shared/faces
+    root = tmp_path_factory.mktemp("affectnet") / "AffectNet"
+    write_affectnet_cropped(root, affectnet_labels(3), affectnet_labels(1, offset=100))
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(affectnet_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reproduce") / "run"
+    assert _reproduce_in_process(affectnet_root, out) == 0
+    return out
+
+
+def test_both_stages_trained_and_evaluated_on_test(run_dir):
+    record = _record(run_dir)
+    assert [record["stages"][s]["status"] for s in STAGES] == ["done"] * len(STAGES)
+    assert record["stages"]["data"]["splits"] == {"train": 15, "validation": 9, "test": 8}
+    for stage in STAGES:
+        assert record["stages"][stage]["started"] <= record["stages"][stage]["finished"]
+    stage1, stage2 = record["stages"]["stage1"], record["stages"]["stage2"]
+    assert (stage1["objective"], stage1["optimizer_steps"]) == ("combined", STAGE1_STEPS)
+    assert (stage2["objective"], stage2["optimizer_steps"]) == ("valence_arousal", STAGE2_STEPS)
+    # Stage 2 started from stage 1's weights (recorded by hash) with class-balanced sampling.
+    import hashlib
+
+    stage1_sha = hashlib.sha256((run_dir / "stage1" / "model.safetensors").read_bytes()).hexdigest()
+    assert stage2["init_from"] == {"folder": str(run_dir / "stage1"), "model_sha256": stage1_sha}
+    config = json.loads((run_dir / "stage2" / "config.json").read_text())
+    arguments = config["training_recipe"]["arguments"]
+    assert arguments["init_from"] == str(run_dir / "stage1") and arguments["balanced"] is True
+    assert config["objective"] == "valence_arousal" and config["expression_loss_weight"] == 0.1
+    assert config["class_weights"] is None  # balanced sampling: unweighted CE
+    # Selection on validation only; both stages evaluated on test, with the expression measured in stage 2.
+    assert stage2["validation"]["split"] == "validation"
+    for stage in (1, 2):
+        metrics = json.loads((run_dir / "eval" / f"stage{stage}_test.json").read_text())
+        assert metrics["split"] == "test" and metrics["num_examples"] == 8
+        assert record["stages"]["evaluate"][f"stage{stage}"]["test"]["pooled_valence_arousal"] == pytest.approx(
+            metrics["pooled_valence_arousal"]
+        )
+        assert 0 <= metrics["expression"]["accuracy"] <= 1 and "weighted_f1" in metrics["expression"]
+    # The estimate was printed from a measured throughput and recorded.
+    estimate = record["estimate"]
+    assert estimate["measured"]["images_per_s"] > 0 and estimate["stage2"]["optimizer_steps"] == STAGE2_STEPS
+
+
+def test_card_holds_this_runs_numbers_beside_the_papers(run_dir):
+    from huggingface_hub import ModelCard
+
+    metrics = json.loads((run_dir / "eval" / "stage2_test.json").read_text())
+    card = ModelCard.load(run_dir / "hub" / "README.md", ignore_metadata_errors=False)
+    assert (run_dir / "card" / "README.md").read_text() == (run_dir / "hub" / "README.md").read_text()
+    reported = {(r.metric_type, r.dataset_split): r.metric_value for r in card.data.eval_results}
+    for section in ("valence", "arousal", "pooled_valence_arousal"):
+        for name, value in metrics[section].items():
+            assert reported[(f"{section}_{name}", "test")] == pytest.approx(value)
+    assert reported[("weighted_f1", "test")] == pytest.approx(metrics["expression"]["weighted_f1"])
+    text = card.text
+    assert "## Reproduction (`cage reproduce`)" in text and "![Stage 2 predictions" in text
+    stage1 = json.loads((run_dir / "eval" / "stage1_test.json").read_text())
+    section = text[text.index("## Reproduction") :]
+    row = next(line for line in section.splitlines() if line.startswith("| Pooled valence+arousal CCC |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:5] == [f"{stage1['pooled_valence_arousal']['ccc']:.4f}", "0.6592",
+                          f"{metrics['pooled_valence_arousal']['ccc']:.4f}", "0.7840"]  # fmt: skip
+    assert '"random_init": true' in text and "Seeds: data split 0, training 42" in text
+    staged = {p.name for p in (run_dir / "hub").iterdir()}
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "modeling_cage.py", "metrics.json",
+            "circumplex.png", "reproduce.json"} <= staged  # fmt: skip
+    assert (run_dir / "hub" / "model.safetensors").read_bytes() == (run_dir / "stage2" / "model.safetensors").read_bytes()
+
+
+REMOTE_SCRIPT = BLOCK_CAGE_IMPORTS + textwrap.dedent(
+    """
+    import sys
+
+    import torch
+    from PIL import Image
+    from safetensors.numpy import save_file
+    from transformers import AutoImageProcessor, AutoModel
+
+    repo, image, out = sys.argv[1:4]
+    model = AutoModel.from_pretrained(repo, trust_remote_code=True).eval()
+    processor = AutoImageProcessor.from_pretrained(repo, trust_remote_code=True)
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    with torch.no_grad():
+        output = model(**processor([Image.open(image)], return_tensors="pt"))
+    save_file({"logits": output.logits.numpy(), "regression": output.regression.numpy()}, out)
+    """
+)
+
+
+def test_staged_upload_loads_by_repo_id_without_cage(run_dir, tmp_path):
+    from PIL import Image
+    from test_hub import _as_hub_download
+    from transformers import AutoImageProcessor, AutoModel
+
+    import cage  # noqa: F401
+
+    crop = tmp_path / "face.png"
+    Image.open(face_photo("obama.jpg")).convert("RGB").crop((349, 142, 618, 410)).save(crop)
+    model = AutoModel.from_pretrained(run_dir / "stage2").eval()
+    processor = AutoImageProcessor.from_pretrained(run_dir / "stage2")
+    with torch.no_grad():
+        expected = model(**processor([Image.open(crop)], return_tensors="pt"))
+    _as_hub_download(run_dir / "hub", tmp_path / "hub", REPO_ID)
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HOME": str(tmp_path / "home"),
+           "HF_MODULES_CACHE": str(tmp_path / "modules"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}  # fmt: skip
+    out = tmp_path / "remote.safetensors"
+    completed = subprocess.run([sys.executable, "-c", REMOTE_SCRIPT, REPO_ID, str(crop), str(out)],
+                               capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    remote = load_file(str(out))
+    np.testing.assert_allclose(remote["logits"].numpy(), expected.logits.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(remote["regression"].numpy(), expected.regression.numpy(), rtol=0, atol=1e-5)
+    assert remote["logits"].shape == (1, 8) and remote["regression"].shape == (1, 2)
+
+
+def test_rerun_skips_every_finished_stage(run_dir, affectnet_root, capsys):
+    before = _record(run_dir)
+    weights = {s: (run_dir / s / "model.safetensors").stat().st_mtime_ns for s in ("stage1", "stage2")}
+    capsys.readouterr()
+    assert _reproduce_in_process(affectnet_root, run_dir) == 0
+    printed = capsys.readouterr().out
+    after = _record(run_dir)
+    for stage in STAGES:
+        assert f"[cage reproduce] {stage}: complete, skipped" in printed
+        assert after["stages"][stage]["skipped_runs"] == 1
+        assert after["stages"][stage]["finished"] == before["stages"][stage]["finished"]
+    assert "[cage train]" not in printed and "ESTIMATE" not in printed
+    assert weights == {s: (run_dir / s / "model.safetensors").stat().st_mtime_ns for s in ("stage1", "stage2")}
+    assert len(after["runs"]) == 2
+
+
+def test_other_options_on_the_same_run_dir_are_refused(run_dir, affectnet_root, capsys):
+    from cage.cli import main
+
+    argv = ["reproduce", "affectnet", str(affectnet_root), "--out", str(run_dir), *OPTIONS, "--learning-rate", "1e-3"]
+    assert main(argv) == 2
+    assert "learning_rate: 5e-05 -> 0.001" in capsys.readouterr().err
+
+
+def test_interrupted_stage2_resumes_to_the_same_result(run_dir, affectnet_root, tmp_path):
+    out = tmp_path / "interrupted"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+               HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")  # fmt: skip
+    command = [sys.executable, "-m", "cage", "reproduce", "affectnet", str(affectnet_root), "--out", str(out), *OPTIONS]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    try:
+        while not list((out / "stage2" / "checkpoints").glob("*/cage_training_state.json")):
+            assert process.poll() is None, process.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "no stage-2 checkpoint within 300 s"
+            time.sleep(0.05)
+    finally:
+        process.kill()  # SIGKILL: no clean-up of any kind
+        process.wait()
+    killed = _record(out)
+    assert killed["stages"]["stage1"]["status"] == "done" and killed["stages"]["stage2"]["status"] == "running"
+
+    assert _reproduce_in_process(affectnet_root, out) == 0
+    record = _record(out)
+    assert record["stages"]["stage1"]["skipped_runs"] == 1
+    stage2 = record["stages"]["stage2"]
+    assert stage2["status"] == "done" and stage2["attempts"] == 2
+    assert Path(stage2["resumed_from"]).parent == out / "stage2" / "checkpoints"
+    assert stage2["optimizer_steps"] == STAGE2_STEPS
+    for stage in ("stage1", "stage2"):
+        resumed = load_file(str(out / stage / "model.safetensors"))
+        reference = load_file(str(run_dir / stage / "model.safetensors"))
+        assert resumed.keys() == reference.keys()
+        assert all(torch.equal(resumed[k], reference[k]) for k in reference), stage
+    for stage in (1, 2):
+        resumed, reference = (json.loads((d / "eval" / f"stage{stage}_test.json").read_text()) for d in (out, run_dir))
+        resumed.pop("model"), reference.pop("model")
+        assert resumed == reference
+    history = json.loads((out / "stage2" / "config.json").read_text())["training_recipe"]["history"]
+    assert history == json.loads((run_dir / "stage2" / "config.json").read_text())["training_recipe"]["history"]
