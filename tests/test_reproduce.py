@@ -234,3 +234,39 @@ def test_interrupted_stage2_resumes_to_the_same_result(run_dir, affectnet_root, 
         assert resumed == reference
     history = json.loads((out / "stage2" / "config.json").read_text())["training_recipe"]["history"]
     assert history == json.loads((run_dir / "stage2" / "config.json").read_text())["training_recipe"]["history"]
+
+
+def test_emotic_rehearsal(tmp_path):
+    # EMOTIC: 26 categories + valence/arousal/dominance, body crops; stage 2 keeps the BCE at 0.1, no class balancing.
+    from data_fixtures import write_emotic_mat
+    from huggingface_hub import ModelCard
+
+    from cage.cli import main
+
+    face_photo("obama.jpg")
+    write_emotic_mat(tmp_path / "EMOTIC")
+    options = ["--random-init", "--backbone", TINY_BACKBONE, "--image-size", str(TINY_SIZE), "--batch-size", "2",
+               "--max-steps", "1", "--checkpointing-steps", "1", "--num-workers", "0", "--estimate-steps", "1",
+               "--repo-id", "someone/cage-emotic"]  # fmt: skip
+    from accelerate.state import AcceleratorState, GradientState
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["reproduce", "emotic", str(tmp_path / "EMOTIC"), "--out", str(tmp_path / "run"), *options]) == 0
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        torch.set_num_threads(threads)
+    record = _record(tmp_path / "run")
+    assert [record["stages"][s]["status"] for s in STAGES] == ["done"] * len(STAGES)
+    assert record["stages"]["data"]["splits"] == {"train": 5, "validation": 3, "test": 3}
+    config = json.loads((tmp_path / "run" / "stage2" / "config.json").read_text())
+    assert config["objective"] == "valence_arousal" and config["multi_label"] and config["expression_loss_weight"] == 0.1
+    assert config["training_recipe"]["arguments"]["balanced"] is False and len(config["pos_weight"]) == 26
+    metrics = json.loads((tmp_path / "run" / "eval" / "stage2_test.json").read_text())
+    card = ModelCard.load(tmp_path / "run" / "hub" / "README.md")
+    reported = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert reported["dominance_rmse"] == pytest.approx(metrics["dominance"]["rmse"])
+    assert reported["top3_accuracy"] == pytest.approx(metrics["multilabel"]["top3_accuracy"])
+    assert "| Dominance RMSE |" in card.text[card.text.index("## Reproduction") :]
