@@ -270,3 +270,30 @@ def test_emotic_rehearsal(tmp_path):
     assert reported["dominance_rmse"] == pytest.approx(metrics["dominance"]["rmse"])
     assert reported["top3_accuracy"] == pytest.approx(metrics["multilabel"]["top3_accuracy"])
     assert "| Dominance RMSE |" in card.text[card.text.index("## Reproduction") :]
+
+
+def test_two_processes_under_accelerate_launch(affectnet_root, tmp_path):
+    # `accelerate launch -m cage reproduce` with two gloo CPU processes (see tests/test_training.py for why
+    # --multi_gpu with ACCELERATE_USE_CPU=1): the main process alone prepares and writes; both train and evaluate.
+    from test_training import _free_port
+
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+               HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="1")  # fmt: skip
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+        "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+        "-m", "cage", "reproduce", "affectnet", str(affectnet_root), "--out", str(out), *OPTIONS,
+        "--max-steps", "1", "--stage2-max-steps", "1", "--batch-size", "2",
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    record = _record(out)
+    assert [record["stages"][s]["status"] for s in STAGES] == ["done"] * len(STAGES)
+    assert record["runs"][-1]["processes"] == 2
+    assert record["stages"]["stage1"]["num_processes"] == record["stages"]["stage2"]["num_processes"] == 2
+    assert record["stages"]["stage2"]["effective_batch_size"] == 4
+    assert result.stdout.count("[cage reproduce] data: done") == 1  # printed (and prepared) by the main process only
+    for stage in (1, 2):
+        metrics = json.loads((out / "eval" / f"stage{stage}_test.json").read_text())
+        assert metrics["num_examples"] == 8  # gathered without duplicates

@@ -315,7 +315,7 @@ def _train_stage(run: Run, stage: int) -> dict[str, Any]:
     if stage == 2:
         weights = run.dir / "stage1" / "model.safetensors"
         result["init_from"] = {"folder": str(run.dir / "stage1"), "model_sha256": _sha256(weights)}
-    recipe = train(args)
+    recipe = train(args, end_training=False)  # the process group serves the next stages too
     result.update(
         arguments=args.to_dict(), optimizer_steps=recipe["optimizer_steps"], best_step=recipe["best_step"],
         selection_metric=recipe["selection_metric"], validation=recipe["metrics"]["validation"],
@@ -600,7 +600,10 @@ def reproduce(options: ReproduceOptions) -> dict[str, Any]:
         check_repo_id(options.repo_id)
         if _offline():
             raise ReproduceError("--push needs the network but HF_HUB_OFFLINE=1 is set (unset it, or drop --push)")
-    state = PartialState()
+    from accelerate.utils import parse_flag_from_env
+
+    # As AcceleratorState does: `accelerate launch` on CPUs sets ACCELERATE_USE_CPU (gloo processes).
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     run = Run(options, state)
     run.record["hardware"] = hardware()
     run.save()
@@ -629,6 +632,8 @@ def reproduce(options: ReproduceOptions) -> dict[str, Any]:
     run.record["runs"][-1]["finished"] = _now()
     run.save()
     run.log(f"finished: {run.path}; upload folder {run.dir / 'hub'}" + ("" if options.push else " (not pushed: --push)"))
+    state.wait_for_everyone()
+    state.destroy_process_group()
     return run.record
 
 
@@ -698,6 +703,7 @@ def run_reproduce(args) -> int:
         reproduce(options_from_namespace(args))
     except (ReproduceError, ValueError, FileNotFoundError, OSError, RuntimeError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        logger.debug("cage reproduce failed", exc_info=True)  # the traceback with `cage -v`
         print(f"cage reproduce: error: {message}", file=sys.stderr)
         return 2
     return 0

@@ -112,8 +112,12 @@ def build_model(args: TrainingArguments, label_set: str, weights: dict[str, list
     return model, make_image_processor(config)
 
 
-def train(args: TrainingArguments) -> dict[str, Any]:
+def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
     """Train a CAGE model as ``args`` say and write it to ``args.output_dir``.
+
+    ``end_training=False`` keeps the process group of a multi-process run alive (trackers are still
+    finished), so that one process can train again or evaluate afterwards (``cage reproduce``); the caller
+    then ends it (``PartialState().destroy_process_group()``).
 
     Writes ``OUTPUT_DIR/`` (model folder: ``model.safetensors``, ``config.json`` with ``weights_status
     "trained"`` and ``training_recipe``, processor, code), ``metrics_validation.json`` and, when the data
@@ -410,7 +414,11 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         shutil.rmtree(output_dir / "best_model" / "__pycache__", ignore_errors=True)
         log(f"saved the best model (step {state['best_step']}, {selection} = {state['best_metric']}) to {output_dir}")
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    if end_training:
+        accelerator.end_training()
+    else:
+        for tracker in accelerator.trackers:
+            tracker.finish()
     return recipe
 
 
