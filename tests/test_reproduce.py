@@ -297,3 +297,30 @@ def test_two_processes_under_accelerate_launch(affectnet_root, tmp_path):
     for stage in (1, 2):
         metrics = json.loads((out / "eval" / f"stage{stage}_test.json").read_text())
         assert metrics["num_examples"] == 8  # gathered without duplicates
+
+
+def test_expression_loss_weight_adds_the_weighted_ce_to_the_valence_arousal_loss():
+    import torch.nn.functional as F
+
+    from cage.modeling_cage import CageForExpressionInference
+    from cage.presets import make_config
+
+    torch.manual_seed(0)
+    weights = [0.05, 0.1, 0.1, 0.1, 0.15, 0.2, 0.1, 0.2]
+    pixels, labels = torch.randn(6, 3, TINY_SIZE, TINY_SIZE), torch.tensor([0, 1, 2, 3, 4, 7])
+    targets = torch.rand(6, 2) * 2 - 1
+    losses = {}
+    for weight in (0.0, 0.25):
+        config = make_config("affectnet8", objective="valence_arousal", backbone=TINY_BACKBONE, image_size=TINY_SIZE,
+                             class_weights=weights, expression_loss_weight=weight)  # fmt: skip
+        torch.manual_seed(1)
+        model = CageForExpressionInference(config).eval()
+        with torch.no_grad():
+            output = model(pixel_values=pixels, labels=labels, regression_labels=targets)
+        losses[weight] = (output.loss.item(), output)
+    output = losses[0.25][1]
+    ce = F.cross_entropy(output.logits, labels, weight=torch.tensor(weights)).item()
+    assert torch.equal(losses[0.0][1].regression, output.regression)  # the same (seeded) network
+    assert losses[0.25][0] == pytest.approx(losses[0.0][0] + 0.25 * ce, rel=1e-5)
+    with pytest.raises(ValueError, match="expression_loss_weight must be >= 0"):
+        make_config("affectnet8", objective="valence_arousal", expression_loss_weight=-1.0)

@@ -83,7 +83,6 @@ class ReproduceOptions:
     images: str | None = None
     num_proc: int | None = None
     crop_format: str = "jpeg"
-    calibrate_framing: bool = True
     epochs: int = 20
     max_steps: int | None = None
     stage2_epochs: int | None = None
@@ -243,8 +242,9 @@ def _prepare(run: Run) -> dict[str, Any]:
             from .data.stats import REPORT_FILE
 
             kwargs: dict[str, Any] = dict(num_proc=options.num_proc, crop_format=options.crop_format, overwrite=True)
-            # Framing calibration: `cage prepare` gains it (issue 13); pass options.calibrate_framing through
-            # here once prepare_affectnet/prepare_emotic accept it.
+            # FRAMING CALIBRATION goes here: when prepare_affectnet/prepare_emotic take a calibration option
+            # (issue 13), add it to ReproduceOptions and to `kwargs`; the card already records the framing
+            # the saved processor holds (reproduction_markdown, "Framing").
             if options.dataset == "affectnet":
                 from .data.affectnet import prepare_affectnet
 
