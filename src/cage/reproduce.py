@@ -18,8 +18,9 @@ One resumable command chains the library functions the separate commands call:
 ``RUN_DIR/reproduce.json`` records the options, the hardware, the estimate and, per stage, its status
 (``done``/``running``/``failed``), start and end times (UTC, ISO 8601), wall time and results. A rerun skips
 every stage that is ``done`` and whose output is present, resumes an interrupted training stage from its
-newest complete checkpoint (``checkpoints/*`` with ``cage_training_state.json``), and refuses options that
-differ from the recorded ones in anything that changes the result.
+newest complete checkpoint (``checkpoints/*`` with ``cage_training_state.json``), redoes every stage after
+one that ran again (their outputs came from older inputs), and refuses options that differ from the
+recorded ones in anything that changes the result.
 
 Several processes: ``accelerate launch -m cage reproduce ...``; every process runs this module, the main
 process alone prepares data and writes files, the others wait at barriers. ``RUN_DIR`` must be on a file
@@ -201,17 +202,25 @@ class Run:
             print(f"[cage reproduce] {message}", flush=True)
 
 
-def _run_stage(run: Run, name: str, complete: bool, body) -> None:
+def _run_stage(run: Run, name: str, complete, body, stale: bool = False, output: Path | None = None) -> bool:
     """Run ``body()`` (returns a dict merged into the stage's record) unless the stage is done and
-    ``complete``; record status and times; every process takes the same branch (the decision is made from
-    files all processes see, after a barrier)."""
+    ``complete()`` says its output is present; record status and times; return whether it ran.
+
+    ``stale``: an earlier stage ran in this invocation, so this stage's output (``output``, removed first)
+    was made from older inputs and is redone. Every process takes the same branch: the decision is made
+    from files all processes see, after a barrier.
+    """
+    if stale and output is not None and run.state.is_main_process:
+        shutil.rmtree(output, ignore_errors=True)
     run.state.wait_for_everyone()
     entry = run.stage(name)
-    if run.done(name) and complete:
+    if run.done(name) and not stale and complete():
         entry["skipped_runs"] = entry.get("skipped_runs", 0) + 1
         run.log(f"{name}: complete, skipped")
         run.save()
-        return
+        return False
+    if stale and run.done(name):
+        run.log(f"{name}: redone (an earlier stage ran again)")
     entry.update(status="running", started=_now(), attempts=entry.get("attempts", 0) + 1)
     entry.pop("finished", None)
     run.save()
@@ -228,6 +237,7 @@ def _run_stage(run: Run, name: str, complete: bool, body) -> None:
     entry.pop("error", None)
     run.save()
     run.log(f"{name}: done in {entry['wall_time_s']} s")
+    return True
 
 
 # ----------------------------------------------------------------------------------------------- stages
@@ -620,15 +630,17 @@ def reproduce(options: ReproduceOptions) -> dict[str, Any]:
         if options.estimate_only:
             return run.record
 
-    _run_stage(run, "data", _data_complete(run), lambda: _prepare(run))
-    _run_stage(run, "stage1", _model_complete(run.dir / "stage1"), lambda: _train_stage(run, 1))
-    _run_stage(run, "stage2", _model_complete(run.dir / "stage2"), lambda: _train_stage(run, 2))
-    evaluated = all((run.dir / "eval" / f"stage{s}_test.json").is_file() for s in (1, 2))
-    _run_stage(run, "evaluate", evaluated, lambda: _evaluate(run))
-    _run_stage(run, "card", (run.dir / "card" / "README.md").is_file(), lambda: _card(run))
-    _run_stage(run, "hub", (run.dir / "hub" / "README.md").is_file(), lambda: _hub(run))
-    if options.push:
-        _run_stage(run, "push", False, lambda: _push(run))
+    ran = _run_stage(run, "data", lambda: _data_complete(run), lambda: _prepare(run))
+    for stage in (1, 2):
+        folder = run.dir / f"stage{stage}"
+        ran |= _run_stage(run, f"stage{stage}", lambda: _model_complete(folder), lambda: _train_stage(run, stage),
+                          stale=ran, output=folder)  # fmt: skip
+    evaluated = lambda: all((run.dir / "eval" / f"stage{s}_test.json").is_file() for s in (1, 2))  # noqa: E731
+    ran |= _run_stage(run, "evaluate", evaluated, lambda: _evaluate(run), stale=ran, output=run.dir / "eval")
+    ran |= _run_stage(run, "card", lambda: (run.dir / "card" / "README.md").is_file(), lambda: _card(run), stale=ran)
+    ran |= _run_stage(run, "hub", lambda: (run.dir / "hub" / "README.md").is_file(), lambda: _hub(run), stale=ran)
+    if options.push:  # pushed once per staged folder
+        _run_stage(run, "push", lambda: bool(run.stage("push").get("commit_url")), lambda: _push(run), stale=ran)
     run.record["runs"][-1]["finished"] = _now()
     run.save()
     run.log(f"finished: {run.path}; upload folder {run.dir / 'hub'}" + ("" if options.push else " (not pushed: --push)"))
