@@ -386,11 +386,14 @@ def reproduction_markdown(run: Run) -> str:
     ]
     if dataset == "AffectNet-8":
         columns += list(PAPER_PER_DIMENSION_AFFECTNET8.items())
+    shown = [(section, name) for section, name in CARD_METRICS
+             if test[1].get(section, {}).get(name) is not None or test[2].get(section, {}).get(name) is not None]  # fmt: skip
+    # Paper columns without a single number for these metrics are left out.
+    columns = [(title, column) for i, (title, column) in enumerate(columns)
+               if i in (0, 2) or any(column.get(sec, {}).get(n) is not None for sec, n in shown)]  # fmt: skip
     rows = []
-    for section, name in CARD_METRICS:
+    for section, name in shown:
         values = [column.get(section, {}).get(name) for _, column in columns]
-        if values[0] is None and values[2] is None:
-            continue
         rows.append(f"| {METRIC_SECTIONS[section]} {METRIC_NAMES.get(name, name)} | " + " | ".join(map(_fmt, values)) + " |")
     header = "| metric | " + " | ".join(name for name, _ in columns) + " |"
     lines = [
