@@ -53,7 +53,8 @@ def main() -> None:
                          run(data=data, output_dir=str(Path(tmp) / f"stage2_{weight}"), init_from=str(stage1),
                              objective="valence_arousal", balanced=True, expression_loss_weight=weight)))  # fmt: skip
     lines = [
-        f"Synthetic 8-class task, test n = {rows[0][1]['num_examples']}, {args.steps} steps per stage (test_byobnet, 32 px, CPU).",
+        f"Synthetic 8-class task, test n = {rows[0][1]['num_examples']}, {args.steps} steps per stage "
+        "(test_byobnet, 32 px, CPU; scripts/stage2_expression.py).",
         "",
         "| model | expression accuracy | macro F1 | valence CCC | arousal CCC |",
         "|---|---|---|---|---|",

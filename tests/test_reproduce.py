@@ -125,7 +125,8 @@ def test_card_holds_this_runs_numbers_beside_the_papers(run_dir):
     staged = {p.name for p in (run_dir / "hub").iterdir()}
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "modeling_cage.py", "metrics.json",
             "circumplex.png", "reproduce.json"} <= staged  # fmt: skip
-    assert (run_dir / "hub" / "model.safetensors").read_bytes() == (run_dir / "stage2" / "model.safetensors").read_bytes()
+    published = (run_dir / "hub" / "model.safetensors").read_bytes()
+    assert published == (run_dir / "stage2" / "model.safetensors").read_bytes()
 
 
 REMOTE_SCRIPT = BLOCK_CAGE_IMPORTS + textwrap.dedent(
@@ -262,7 +263,8 @@ def test_emotic_rehearsal(tmp_path):
     assert [record["stages"][s]["status"] for s in STAGES] == ["done"] * len(STAGES)
     assert record["stages"]["data"]["splits"] == {"train": 5, "validation": 3, "test": 3}
     config = json.loads((tmp_path / "run" / "stage2" / "config.json").read_text())
-    assert config["objective"] == "valence_arousal" and config["multi_label"] and config["expression_loss_weight"] == 0.1
+    assert config["objective"] == "valence_arousal" and config["multi_label"]
+    assert config["expression_loss_weight"] == 0.1
     assert config["training_recipe"]["arguments"]["balanced"] is False and len(config["pos_weight"]) == 26
     metrics = json.loads((tmp_path / "run" / "eval" / "stage2_test.json").read_text())
     card = ModelCard.load(tmp_path / "run" / "hub" / "README.md")

@@ -269,8 +269,12 @@ def _prepare(run: Run) -> dict[str, Any]:
                     options.root, data_dir, layout=options.layout, images=options.images, **kwargs
                 )
             print(problems.summary({k: len(v) for k, v in loaded.items()}), file=sys.stderr)
-            result = {"output": str(data_dir), "splits": {k: len(v) for k, v in loaded.items()},
-                      "problem_counts": stats.get("problems", {}).get("counts"), "report": str(data_dir / REPORT_FILE)}  # fmt: skip
+            result = {
+                "output": str(data_dir),
+                "splits": {k: len(v) for k, v in loaded.items()},
+                "problem_counts": stats.get("problems", {}).get("counts"),
+                "report": str(data_dir / REPORT_FILE),
+            }
     return result
 
 
@@ -387,20 +391,21 @@ def reproduction_markdown(run: Run) -> str:
     if dataset == "AffectNet-8":
         columns += list(PAPER_PER_DIMENSION_AFFECTNET8.items())
     shown = [(section, name) for section, name in CARD_METRICS
-             if test[1].get(section, {}).get(name) is not None or test[2].get(section, {}).get(name) is not None]  # fmt: skip
+             if any(test[s].get(section, {}).get(name) is not None for s in (1, 2))]  # fmt: skip
     # Paper columns without a single number for these metrics are left out.
     columns = [(title, column) for i, (title, column) in enumerate(columns)
                if i in (0, 2) or any(column.get(sec, {}).get(n) is not None for sec, n in shown)]  # fmt: skip
     rows = []
     for section, name in shown:
         values = [column.get(section, {}).get(name) for _, column in columns]
-        rows.append(f"| {METRIC_SECTIONS[section]} {METRIC_NAMES.get(name, name)} | " + " | ".join(map(_fmt, values)) + " |")
+        title = f"{METRIC_SECTIONS[section]} {METRIC_NAMES.get(name, name)}"
+        rows.append(f"| {title} | " + " | ".join(map(_fmt, values)) + " |")
     header = "| metric | " + " | ".join(name for name, _ in columns) + " |"
     lines = [
         "## Reproduction (`cage reproduce`)",
         "",
-        f"These weights were made by `cage reproduce {options.dataset}` in one resumable run: data preparation, stage 1 "
-        "(the paper's `combined` objective), stage 2 (`valence_arousal` from the stage-1 model"
+        f"These weights were made by `cage reproduce {options.dataset}` in one resumable run: data preparation, "
+        "stage 1 (the paper's `combined` objective), stage 2 (`valence_arousal` from the stage-1 model"
         + (", class-balanced sampling" if options.dataset == "affectnet" else "")
         + f", the expression cross-entropy kept with weight {options.expression_loss_weight} so that the expression "
         "output stays meaningful; the paper's stage 2 drops it), evaluation of both stages on `test`. Checkpoints "
@@ -423,15 +428,20 @@ def reproduction_markdown(run: Run) -> str:
     for split, size in stats.get("num_examples", {}).items():
         lines.append(f"| {split} | {size} | {json.dumps(counts.get(split, {}))} |")
     problems = stats.get("problems", {}).get("counts", {})
-    lines += ["", f"Problems found while preparing (dropped or fixed, listed in `cage_report.jsonl`): {json.dumps(problems)}.", ""]
+    lines += ["", "Problems found while preparing (dropped or fixed, listed in `cage_report.jsonl`): "
+              f"{json.dumps(problems)}.", ""]  # fmt: skip
     processor = json.loads((run.dir / "stage2" / "preprocessor_config.json").read_text())
-    framing = {k: v for k, v in processor.items() if k in ("crop_target", "crop_margin", "size", "resample", "image_mean", "image_std") or "calib" in k or "framing" in k}  # fmt: skip
+    framing_keys = ("crop_target", "crop_margin", "size", "resample", "image_mean", "image_std")
+    framing = {k: v for k, v in processor.items() if k in framing_keys or "calib" in k or "framing" in k}
     lines += ["### Framing", "", f"Saved processor: `{json.dumps(framing)}`.", ""]
-    lines += ["### Stages", "", "| stage | status | optimizer steps | best step (validation) | started | finished | wall time (s) |", "|---|---|---|---|---|---|---|"]
+    lines += ["### Stages", "",
+              "| stage | status | optimizer steps | best step (validation) | started | finished | wall time (s) |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name in ("data", "stage1", "stage2", "evaluate"):
         entry = stages.get(name, {})
         lines.append(f"| {name} | {entry.get('status', '–')} | {entry.get('optimizer_steps', '–')} | "
-                     f"{entry.get('best_step', '–')} | {entry.get('started', '–')} | {entry.get('finished', '–')} | "
+                     f"{entry.get('best_step', '–')} | {entry.get('started', '–')} | "
+                     f"{entry.get('finished', '–')} | "
                      f"{entry.get('wall_time_s', '–')} |")  # fmt: skip
     hw = record.get("hardware", {})
     lines += [
@@ -600,8 +610,9 @@ def reproduce(options: ReproduceOptions) -> dict[str, Any]:
         raise ReproduceError(f"dataset must be one of {DATASETS}, got {options.dataset!r}")
     if not options.backbone_weights and not options.random_init:
         raise ReproduceError(
-            f"no trunk weights: pass --backbone-weights PATH (a timm ImageNet checkpoint of {options.backbone}, e.g. "
-            f"model.safetensors from the Hub repo timm/{options.backbone}); --random-init trains a random trunk on purpose"
+            f"no trunk weights: pass --backbone-weights PATH (a timm ImageNet checkpoint of {options.backbone}, "
+            f"e.g. model.safetensors from the Hub repo timm/{options.backbone}); --random-init trains a random "
+            "trunk on purpose"
         )
     if options.backbone_weights and not Path(options.backbone_weights).is_file():
         raise ReproduceError(f"--backbone-weights {options.backbone_weights} does not exist")
@@ -646,7 +657,8 @@ def reproduce(options: ReproduceOptions) -> dict[str, Any]:
         _run_stage(run, "push", lambda: bool(run.stage("push").get("commit_url")), lambda: _push(run), stale=ran)
     run.record["runs"][-1]["finished"] = _now()
     run.save()
-    run.log(f"finished: {run.path}; upload folder {run.dir / 'hub'}" + ("" if options.push else " (not pushed: --push)"))
+    pushed = "" if options.push else " (not pushed: --push)"
+    run.log(f"finished: {run.path}; upload folder {run.dir / 'hub'}{pushed}")
     state.wait_for_everyone()
     state.destroy_process_group()
     return run.record
@@ -680,7 +692,9 @@ def add_reproduce_parser(subparsers) -> None:
     add("--push", action="store_true", help="upload RUN_DIR/hub in one commit at the end (default: stage only)")
     add("--private", action="store_true", help="create the --push repository private")
     weights = parser.add_mutually_exclusive_group()
-    weights.add_argument("--backbone-weights", default=None, help="timm ImageNet checkpoint of the trunk (.safetensors)")
+    weights.add_argument(
+        "--backbone-weights", default=None, help="timm ImageNet checkpoint of the trunk (.safetensors)"
+    )
     weights.add_argument("--random-init", action="store_true", help="train stage 1 from a RANDOM trunk (rehearsals)")
     add("--backbone", default="maxvit_tiny_tf_224", help="timm trunk (default: %(default)s)")
     add("--image-size", type=int, default=224)
