@@ -236,6 +236,18 @@ def test_interrupted_stage2_resumes_to_the_same_result(run_dir, affectnet_root, 
     history = json.loads((out / "stage2" / "config.json").read_text())["training_recipe"]["history"]
     assert history == json.loads((run_dir / "stage2" / "config.json").read_text())["training_recipe"]["history"]
 
+    # Stage 1's output lost: stage 1 is made again (from its last checkpoint) and every later stage is redone
+    # from scratch (stage 2's old checkpoints are removed, not resumed), to the same weights.
+    (out / "stage1" / "model.safetensors").unlink()
+    assert _reproduce_in_process(affectnet_root, out) == 0
+    record = _record(out)
+    assert record["stages"]["data"]["skipped_runs"] == 2
+    assert [record["stages"][s]["attempts"] for s in STAGES[1:]] == [2, 3, 2, 2, 2]
+    assert "resumed_from" in record["stages"]["stage1"] and "resumed_from" not in record["stages"]["stage2"]
+    redone = load_file(str(out / "stage2" / "model.safetensors"))
+    reference = load_file(str(run_dir / "stage2" / "model.safetensors"))
+    assert all(torch.equal(redone[k], reference[k]) for k in reference)
+
 
 def test_emotic_rehearsal(tmp_path):
     # EMOTIC: 26 categories + valence/arousal/dominance, body crops; stage 2 keeps the BCE at 0.1, no class balancing.
@@ -326,3 +338,35 @@ def test_expression_loss_weight_adds_the_weighted_ce_to_the_valence_arousal_loss
     assert losses[0.25][0] == pytest.approx(losses[0.0][0] + 0.25 * ce, rel=1e-5)
     with pytest.raises(ValueError, match="expression_loss_weight must be >= 0"):
         make_config("affectnet8", objective="valence_arousal", expression_loss_weight=-1.0)
+
+
+def test_estimate_only_and_refusals(affectnet_root, tmp_path, capsys, monkeypatch):
+    from cage.cli import main
+
+    out = tmp_path / "estimate"
+    from accelerate.state import AcceleratorState, GradientState
+
+    try:
+        assert main(["reproduce", "affectnet", str(affectnet_root), "--out", str(out), *OPTIONS, "--estimate-only"]) == 0
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    printed = capsys.readouterr().out
+    assert "ESTIMATE (not a measurement of the run)" in printed and "stage2: 4 optimizer steps" in printed
+    record = _record(out)
+    assert record["estimate"]["sizes_from"].startswith("published dataset size") and record["stages"] == {}
+    assert not (out / "data").exists()  # nothing prepared or trained
+    # Refused before anything is written: an offline push, missing trunk weights, a missing dataset folder.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for extra, message in (
+        (["--push"], "--push needs the network but HF_HUB_OFFLINE=1 is set"),
+        (["--backbone-weights", str(tmp_path / "missing.safetensors")], "missing.safetensors does not exist"),
+    ):
+        argv = ["reproduce", "affectnet", str(affectnet_root), "--out", str(tmp_path / "refused"), *OPTIONS, *extra]
+        if extra[0] == "--backbone-weights":
+            argv.remove("--random-init")
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+    assert main(["reproduce", "affectnet", str(tmp_path / "nowhere"), "--out", str(tmp_path / "refused"), *OPTIONS]) == 2
+    assert "nowhere is not a folder (the affectnet copy)" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()

@@ -186,7 +186,7 @@ class Run:
         return self.record["stages"].setdefault(name, {"status": "pending"})
 
     def done(self, name: str) -> bool:
-        return self.stage(name).get("status") == "done"
+        return self.record["stages"].get(name, {}).get("status") == "done"
 
     def save(self) -> None:
         if self.state.is_main_process:
@@ -221,8 +221,9 @@ def _run_stage(run: Run, name: str, complete, body, stale: bool = False, output:
         return False
     if stale and run.done(name):
         run.log(f"{name}: redone (an earlier stage ran again)")
-    entry.update(status="running", started=_now(), attempts=entry.get("attempts", 0) + 1)
-    entry.pop("finished", None)
+    kept = {k: entry[k] for k in ("attempts", "skipped_runs") if k in entry}  # results of earlier attempts go
+    entry.clear()
+    entry.update(kept, status="running", started=_now(), attempts=kept.get("attempts", 0) + 1)
     run.save()
     start = time.perf_counter()
     try:
@@ -234,7 +235,6 @@ def _run_stage(run: Run, name: str, complete, body, stale: bool = False, output:
     run.state.wait_for_everyone()
     entry.update(result)
     entry.update(status="done", finished=_now(), wall_time_s=round(time.perf_counter() - start, 1))
-    entry.pop("error", None)
     run.save()
     run.log(f"{name}: done in {entry['wall_time_s']} s")
     return True
