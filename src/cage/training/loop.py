@@ -164,13 +164,9 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
         # The sampler already draws every class equally often; inverse-frequency CE weights on top would
         # count rarity twice.
         weights["class_weights"] = None
-        log_balanced = True
-    else:
-        log_balanced = False
+        log("class-balanced sampling: the expression CE is unweighted (the sampler balances the classes)")
 
     # Model: ImageNet trunk or a previous CAGE model; never silently random.
-    if log_balanced:
-        log("class-balanced sampling: the expression CE is unweighted (the sampler balances the classes)")
     model, processor = build_model(args, label_set, weights, log)
     config = model.config
     if args.gradient_checkpointing:
