@@ -11,6 +11,7 @@
     cage convert-authors-checkpoint model.pt --variant V --out DIR   (cage.hub)
     cage export onnx MODEL --out FILE [--dynamic-batch]   (cage.runtimes)
     cage bench [--model DIR]                              (cage.runtimes)
+    cage reproduce affectnet|emotic ROOT --out RUN_DIR    (cage.reproduce: prepare -> train x2 -> card -> Hub)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .data.cli import add_calibrate_parser, add_prepare_parser
 from .evaluation.cli import add_evaluate_parser
 from .hub import cli as hub_cli
 from .inference.cli import add_predict_parser, add_webcam_parser
+from .reproduce import add_reproduce_parser
 from .runtimes.cli import add_bench_parser, add_export_parser
 from .training.cli import add_train_parser
 
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     hub_cli.add_convert_authors_checkpoint_command(subparsers)
     add_export_parser(subparsers)
     add_bench_parser(subparsers)
+    add_reproduce_parser(subparsers)
     return parser
 
 

@@ -89,6 +89,11 @@ class CageConfig(PreTrainedConfig):
             Weight of the MSE term in the combined objective (paper, Section 3.3).
         beta (`float`, defaults to 3.0):
             Weight of the MSE term in the valence-arousal objective (paper, Section 3.3).
+        expression_loss_weight (`float`, defaults to 0.0):
+            Weight of the expression CE (BCE for ``multi_label``) added to the ``"valence_arousal"`` objective.
+            0 is the paper's valence-arousal stage, which drops the expression term so that the expression
+            output drifts away from what the combined stage learned; a small weight (``cage reproduce`` uses
+            0.1) keeps it meaningful. Ignored by the other objectives.
         weights_status (`str`, defaults to `"untrained"`):
             ``"untrained"`` (random weights: predictions are meaningless), ``"imagenet_backbone"`` (trunk
             from ImageNet, head random) or ``"trained"``. Model cards and the CLI warn unless ``"trained"``.
@@ -124,6 +129,7 @@ class CageConfig(PreTrainedConfig):
         pos_weight: list[float] | None = None,
         alpha: float = 5.0,
         beta: float = 3.0,
+        expression_loss_weight: float = 0.0,
         weights_status: str = "untrained",
         training_recipe: dict[str, Any] | None = None,
         initializer_range: float = 0.02,
@@ -149,6 +155,7 @@ class CageConfig(PreTrainedConfig):
         self.pos_weight = None if pos_weight is None else [float(w) for w in pos_weight]
         self.alpha = float(alpha)
         self.beta = float(beta)
+        self.expression_loss_weight = float(expression_loss_weight)
         self.weights_status = weights_status
         self.training_recipe = training_recipe
         self.initializer_range = initializer_range
@@ -179,6 +186,10 @@ class CageConfig(PreTrainedConfig):
             raise ValueError(f"backbone_library 'torchvision' supports MaxViT only (e.g. 'maxvit_t'), got {self.backbone!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if not self.expression_loss_weight >= 0:
+            raise ValueError(f"expression_loss_weight must be >= 0, got {self.expression_loss_weight}")
+        if self.expression_loss_weight > 0 and not self.num_labels:
+            raise ValueError("expression_loss_weight > 0 needs expression labels, but the model has none")
         if self.weights_status not in WEIGHTS_STATUSES:
             raise ValueError(f"weights_status must be one of {WEIGHTS_STATUSES}, got {self.weights_status!r}")
         for name in ("class_weights", "pos_weight"):

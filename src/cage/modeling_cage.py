@@ -436,11 +436,13 @@ class CageForExpressionInference(CagePreTrainedModel):
         - discrete: CE(weight=class_weights) — or BCE(pos_weight) when ``multi_label``.
         - combined: that term + alpha * MSE(regression, regression_labels), alpha = 5 in the paper.
         - valence_arousal: mean over targets of (1 - CCC) + beta * MSE, beta = 3 in the paper; CCC is
-          computed over the batch with population moments (Lin 1989).
+          computed over the batch with population moments (Lin 1989); plus ``expression_loss_weight`` x
+          that CE/BCE term when the weight is > 0 (keeps the expression output meaningful; not in the paper).
         MSE is the mean over all batch elements and targets.
         """
         objective = self.config.objective
-        needs_labels = objective in ("discrete", "combined")
+        expression_weight = getattr(self.config, "expression_loss_weight", 0.0)
+        needs_labels = objective in ("discrete", "combined") or expression_weight > 0
         needs_regression = objective in ("combined", "valence_arousal")
         if labels is None and regression_labels is None:
             return None
@@ -455,10 +457,11 @@ class CageForExpressionInference(CagePreTrainedModel):
                 if labels.shape != logits.shape:
                     raise ValueError(f"multi-label `labels` must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}")
                 pos_weight = self._config_tensor(self.config.pos_weight, logits.device)
-                loss = loss + F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=pos_weight)
+                expression = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=pos_weight)
             else:
                 weight = self._config_tensor(self.config.class_weights, logits.device)
-                loss = loss + F.cross_entropy(logits.float(), labels.long(), weight=weight)
+                expression = F.cross_entropy(logits.float(), labels.long(), weight=weight)
+            loss = loss + (expression if objective in ("discrete", "combined") else expression_weight * expression)
         if needs_regression:
             if regression_labels.shape != regression.shape:
                 raise ValueError(

@@ -76,11 +76,13 @@ def validation_loss(config, predictions: dict[str, np.ndarray]) -> float:
     labels = torch.as_tensor(predictions["labels"])
     targets = torch.as_tensor(predictions["regression_labels"], dtype=torch.float64)
     loss = 0.0
-    if config.objective in ("discrete", "combined"):
+    expression_weight = getattr(config, "expression_loss_weight", 0.0)
+    if config.objective in ("discrete", "combined") or expression_weight > 0:
         if config.multi_label:
-            loss += float(F.binary_cross_entropy_with_logits(logits, labels.double()))
+            expression = float(F.binary_cross_entropy_with_logits(logits, labels.double()))
         else:
-            loss += float(F.cross_entropy(logits, labels.long()))
+            expression = float(F.cross_entropy(logits, labels.long()))
+        loss += expression if config.objective in ("discrete", "combined") else expression_weight * expression
     if config.objective in ("combined", "valence_arousal"):
         mse = float(F.mse_loss(regression, targets))
         if config.objective == "combined":

@@ -64,7 +64,7 @@ class MetricsFileError(ValueError):
 def load_metrics(path: str | Path) -> dict[str, Any]:
     """Read and check a metrics JSON written by ``cage evaluate``.
 
-    Layout: ``{"split": str, "num_examples": int, "<section>": {"<metric>": float, ...}, ...}`` with sections
+    Layout: ``{"split": str, "num_examples": int, "<section>": {"<metric>": float or null, ...}, ...}`` with sections
     from ``METRIC_SECTIONS`` (each optional); ``expression`` may also hold ``labels`` and ``confusion_matrix``.
 
     Raises:
@@ -92,10 +92,10 @@ def load_metrics(path: str | Path) -> dict[str, Any]:
         if not isinstance(values, dict):
             raise MetricsFileError(f"{path}: '{section}' must be an object of metric -> value")
         for name, value in values.items():
-            if name in NON_METRIC_KEYS:
+            if name in NON_METRIC_KEYS or value is None:  # null: not computable (NaN), as cage evaluate writes it
                 continue
             if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise MetricsFileError(f"{path}: '{section}.{name}' must be a number, got {value!r}")
+                raise MetricsFileError(f"{path}: '{section}.{name}' must be a number or null, got {value!r}")
     return metrics
 
 
@@ -121,11 +121,12 @@ def _number(value: Any) -> str:
 
 
 def eval_results(metrics: dict[str, Any], dataset: str | None) -> list[EvalResult]:
-    """One ``EvalResult`` per reported metric (every numeric entry of every section), for ``model-index``."""
+    """One ``EvalResult`` per reported metric (every numeric entry of every section; ``null``/NaN, i.e. not
+    computable, is left out), for ``model-index``."""
     results = []
     for section, title in METRIC_SECTIONS.items():
         for name, value in metrics.get(section, {}).items():
-            if name in NON_METRIC_KEYS:
+            if name in NON_METRIC_KEYS or value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
             results.append(
                 EvalResult(
@@ -291,6 +292,7 @@ def render_model_card(
     repo_id: str,
     metrics: dict[str, Any] | None = None,
     license: str | None = None,
+    reproduction: str | None = None,
 ) -> ModelCard:
     """Render the model card of the model folder ``model_dir`` as it will be published at ``repo_id``.
 
@@ -299,6 +301,8 @@ def render_model_card(
         repo_id: the Hub repository (used in the usage snippets).
         metrics: the output of [`load_metrics`] (``cage evaluate``'s JSON), or ``None`` (not evaluated).
         license: Hub license id; default from [`default_license`].
+        reproduction: Markdown of a "Reproduction" section (written by ``cage reproduce``: both stages'
+            numbers beside the paper's, the circumplex plot, the recipe), placed before "Limitations and bias".
 
     Returns:
         A ``huggingface_hub.ModelCard`` whose YAML holds library_name, pipeline_tag, tags, license, datasets
@@ -373,6 +377,7 @@ def render_model_card(
         bibtex=CAGE_BIBTEX,
         pipeline_task=PIPELINE_TASK,
         license=license,
+        reproduction=reproduction,
     )
 
 

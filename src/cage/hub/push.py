@@ -94,6 +94,8 @@ def stage_model_folder(
     repo_id: str,
     metrics: str | Path | None = None,
     license: str | None = None,
+    reproduction: str | None = None,
+    extra_files: list[str | Path] = (),
 ) -> Path:
     """Write the folder that ``cage push`` uploads to ``stage_dir`` (created; must be absent or empty).
 
@@ -104,9 +106,12 @@ def stage_model_folder(
         metrics: a ``cage evaluate`` metrics JSON: its numbers go into the card and it is uploaded as
             ``metrics.json``.
         license: Hub license id for the card (default: see ``cage.hub.card.default_license``).
+        reproduction: Markdown of the card's "Reproduction" section (``cage reproduce``).
+        extra_files: more files copied into ``stage_dir`` under their names (e.g. the card's plot); a name
+            that clashes with a staged file is refused.
 
     Returns:
-        ``stage_dir``, holding the model files, ``README.md`` and optionally ``metrics.json``.
+        ``stage_dir``, holding the model files, ``README.md``, optionally ``metrics.json`` and ``extra_files``.
 
     Raises:
         HubPushError: see [`check_model_folder`]; a non-empty ``stage_dir``; an invalid metrics file.
@@ -117,7 +122,14 @@ def stage_model_folder(
         metrics_data = load_metrics(metrics) if metrics is not None else None
     except (FileNotFoundError, ValueError) as error:
         raise HubPushError(str(error)) from error
-    card = render_model_card(model_dir, repo_id, metrics_data, license=license)
+    card = render_model_card(model_dir, repo_id, metrics_data, license=license, reproduction=reproduction)
+    extra_files = [Path(f) for f in extra_files]
+    taken = {f.name for f in files} | {"README.md", METRICS_FILE}
+    for extra in extra_files:
+        if not extra.is_file():
+            raise HubPushError(f"{extra} does not exist")
+        if extra.name in taken or extra.suffix in PICKLE_SUFFIXES:
+            raise HubPushError(f"{extra} would replace a staged file or is a pickle; rename it")
     stage_dir = Path(stage_dir)
     if stage_dir.exists() and (not stage_dir.is_dir() or any(stage_dir.iterdir())):
         raise HubPushError(f"{stage_dir} exists and is not an empty folder; choose a new --dry-run folder")
@@ -126,8 +138,50 @@ def stage_model_folder(
         shutil.copy2(file, stage_dir / file.name)
     if metrics is not None:
         shutil.copyfile(metrics, stage_dir / METRICS_FILE)
+    for extra in extra_files:
+        shutil.copyfile(extra, stage_dir / extra.name)
     card.save(stage_dir / "README.md")
     return stage_dir
+
+
+def upload_staged_folder(
+    stage_dir: str | Path,
+    repo_id: str,
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+) -> str:
+    """Upload a folder written by [`stage_model_folder`] to ``repo_id`` as it is, in one commit; return the
+    commit URL. The repository (and branch ``revision``) is created if needed.
+
+    Raises:
+        HubPushError: offline mode, authentication, repository or network problems, as one line; a folder
+            without ``README.md`` or with pickle files.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    stage_dir = Path(stage_dir)
+    if _offline():
+        raise HubPushError(hub_error_message(OfflineModeIsEnabled("HF_HUB_OFFLINE=1"), repo_id))
+    check_repo_id(repo_id)
+    if not (stage_dir / "README.md").is_file():
+        raise HubPushError(f"{stage_dir} is not a staged upload (no README.md); stage it with stage_model_folder")
+    check_model_folder(stage_dir)
+    api = HfApi(token=token)
+    try:
+        api.whoami()
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision not in (None, "main"):
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id, folder_path=stage_dir, revision=revision,
+            commit_message=commit_message or "Upload CAGE model with cage reproduce",
+        )  # fmt: skip
+    except Exception as error:  # every Hub/network failure becomes one line
+        raise HubPushError(hub_error_message(error, repo_id, revision)) from error
+    return commit.commit_url
 
 
 def _offline() -> bool:
@@ -215,4 +269,11 @@ def push_model_folder(
     return commit.commit_url
 
 
-__all__ = ["HubPushError", "check_model_folder", "hub_error_message", "push_model_folder", "stage_model_folder"]
+__all__ = [
+    "HubPushError",
+    "check_model_folder",
+    "hub_error_message",
+    "push_model_folder",
+    "stage_model_folder",
+    "upload_staged_folder",
+]

@@ -55,6 +55,7 @@ class TrainingArguments:
     channels_last: bool = False
     seed: int = 42
     balanced: bool = False
+    expression_loss_weight: float | None = None
     augmentation: str = "paper"
     num_workers: int = 4
     early_stopping_patience: int | None = None
@@ -117,6 +118,13 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     add("--channels-last", action="store_true")
     add("--seed", type=int, default=42)
     add("--balanced", action="store_true", help="class-balanced sampling (the paper's valence-arousal stage)")
+    add(
+        "--expression-loss-weight",
+        type=float,
+        default=None,
+        help="weight of the expression CE inside the valence_arousal objective (default: 0, the paper's; or the "
+        "--init-from model's); a small weight such as 0.1 keeps the expression output meaningful",
+    )
     add("--augmentation", default="paper", choices=["paper", "none"])
     add("--num-workers", type=int, default=4)
     add(

@@ -84,10 +84,14 @@ def build_model(args: TrainingArguments, label_set: str, weights: dict[str, list
         model.config.objective = args.objective
         model.config.class_weights = weights.get("class_weights")
         model.config.pos_weight = weights.get("pos_weight")
+        if args.expression_loss_weight is not None:
+            model.config.expression_loss_weight = args.expression_loss_weight
         model.config.validate_cage()
         model.train()
         log(f"initialised from {args.init_from} ({model.config.backbone}, {model.config.image_size} px)")
         return model, processor
+    if args.expression_loss_weight is not None:
+        weights = {**weights, "expression_loss_weight": args.expression_loss_weight}
     config = make_config(
         label_set, objective=args.objective, backbone=args.backbone, image_size=args.image_size, **weights
     )
@@ -170,8 +174,12 @@ def apply_training_framing(processor, train_split, framing_file: str | None, log
     return framing
 
 
-def train(args: TrainingArguments) -> dict[str, Any]:
+def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
     """Train a CAGE model as ``args`` say and write it to ``args.output_dir``.
+
+    ``end_training=False`` keeps the process group of a multi-process run alive (trackers are still
+    finished), so that one process can train again or evaluate afterwards (``cage reproduce``); the caller
+    then ends it (``PartialState().destroy_process_group()``).
 
     Writes ``OUTPUT_DIR/`` (model folder: ``model.safetensors``, ``config.json`` with ``weights_status
     "trained"`` and ``training_recipe``, processor, code), ``metrics_validation.json`` and, when the data
@@ -214,6 +222,11 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     weights = loss_weights(dataset["train"], label_set)
     if args.balanced and label_set == "emotic":
         raise ValueError("--balanced needs single-label (AffectNet) data")
+    if args.balanced and weights.get("class_weights") is not None:
+        # The sampler already draws every class equally often; inverse-frequency CE weights on top would
+        # count rarity twice.
+        weights["class_weights"] = None
+        log("class-balanced sampling: the expression CE is unweighted (the sampler balances the classes)")
 
     # Model: ImageNet trunk or a previous CAGE model; never silently random.
     model, processor = build_model(args, label_set, weights, log)
@@ -461,7 +474,11 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         shutil.rmtree(output_dir / "best_model" / "__pycache__", ignore_errors=True)
         log(f"saved the best model (step {state['best_step']}, {selection} = {state['best_metric']}) to {output_dir}")
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    if end_training:
+        accelerator.end_training()
+    else:
+        for tracker in accelerator.trackers:
+            tracker.finish()
     return recipe
 
 
