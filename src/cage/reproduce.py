@@ -74,7 +74,7 @@ class ReproduceOptions:
     repo_id: str = "cage/maxvit-va"
     push: bool = False
     private: bool = False
-    backbone: str = "maxvit_tiny_tf_224"
+    backbone: str | None = None  # None: CageConfig's default trunk (torchvision maxvit_t, the paper's)
     backbone_weights: str | None = None
     random_init: bool = False
     image_size: int = 224
@@ -84,6 +84,10 @@ class ReproduceOptions:
     images: str | None = None
     num_proc: int | None = None
     crop_format: str = "jpeg"
+    calibrate: bool = True
+    calibration_sample: int = 500
+    detector: str = "dlib"
+    detector_model: str | None = None
     epochs: int = 20
     max_steps: int | None = None
     stage2_epochs: int | None = None
@@ -98,6 +102,12 @@ class ReproduceOptions:
     augmentation: str = "paper"
     estimate_steps: int = 3
     estimate_only: bool = False
+
+    def __post_init__(self) -> None:
+        if self.backbone is None:
+            from .configuration_cage import DEFAULT_BACKBONE
+
+            self.backbone = DEFAULT_BACKBONE
 
     def recipe(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in NOT_RECIPE}
@@ -252,15 +262,14 @@ def _prepare(run: Run) -> dict[str, Any]:
             from .data.stats import REPORT_FILE
 
             kwargs: dict[str, Any] = dict(num_proc=options.num_proc, crop_format=options.crop_format, overwrite=True)
-            # FRAMING CALIBRATION goes here: when prepare_affectnet/prepare_emotic take a calibration option
-            # (issue 13), add it to ReproduceOptions and to `kwargs`; the card already records the framing
-            # the saved processor holds (reproduction_markdown, "Framing").
             if options.dataset == "affectnet":
                 from .data.affectnet import prepare_affectnet
 
                 loaded, stats, problems = prepare_affectnet(
                     options.root, data_dir, classes=options.classes, val_fraction=options.val_fraction,
-                    seed=options.data_seed, layout=options.layout, **kwargs,
+                    seed=options.data_seed, layout=options.layout, calibrate=options.calibrate,
+                    calibration_sample=options.calibration_sample, detector=options.detector,
+                    detector_model=options.detector_model, **kwargs,
                 )  # fmt: skip
             else:
                 from .data.emotic import prepare_emotic
@@ -610,11 +619,12 @@ def reproduce(options: ReproduceOptions) -> dict[str, Any]:
         raise ReproduceError(f"dataset must be one of {DATASETS}, got {options.dataset!r}")
     if not options.backbone_weights and not options.random_init:
         raise ReproduceError(
-            f"no trunk weights: pass --backbone-weights PATH (a timm ImageNet checkpoint of {options.backbone}, "
-            f"e.g. model.safetensors from the Hub repo timm/{options.backbone}); --random-init trains a random "
-            "trunk on purpose"
+            f"no trunk weights: pass --backbone-weights PATH (ImageNet weights of {options.backbone}: torchvision's "
+            "maxvit_t-bc5ab103.pth for maxvit_t, or a timm checkpoint such as model.safetensors from the Hub repo "
+            "timm/<name>), or --backbone-weights download (online); --random-init trains a random trunk on purpose"
         )
-    if options.backbone_weights and not Path(options.backbone_weights).is_file():
+    weights_file = options.backbone_weights not in (None, "download")
+    if weights_file and not Path(options.backbone_weights).is_file():
         raise ReproduceError(f"--backbone-weights {options.backbone_weights} does not exist")
     if not Path(options.root).is_dir():
         raise ReproduceError(f"{options.root} is not a folder (the {options.dataset} copy)")
@@ -693,10 +703,13 @@ def add_reproduce_parser(subparsers) -> None:
     add("--private", action="store_true", help="create the --push repository private")
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument(
-        "--backbone-weights", default=None, help="timm ImageNet checkpoint of the trunk (.safetensors)"
+        "--backbone-weights",
+        default=None,
+        help="ImageNet weights of the trunk: torchvision's maxvit_t-bc5ab103.pth for the default maxvit_t, a timm "
+        "checkpoint (.safetensors) for a timm trunk, or 'download' (online)",
     )
     weights.add_argument("--random-init", action="store_true", help="train stage 1 from a RANDOM trunk (rehearsals)")
-    add("--backbone", default="maxvit_tiny_tf_224", help="timm trunk (default: %(default)s)")
+    add("--backbone", default=None, help="trunk: maxvit_t (torchvision's, the paper's; the default) or a timm model name")
     add("--image-size", type=int, default=224)
     add("--val-fraction", type=float, default=0.05, help="AffectNet hold-out for selection (default: %(default)s)")
     add("--data-seed", type=int, default=0, help="seed of the hold-out split")
@@ -704,6 +717,10 @@ def add_reproduce_parser(subparsers) -> None:
     add("--images", default=None, help="EMOTIC: folder the annotations' paths are relative to")
     add("--num-proc", type=int, default=None, help="processes preparing the data")
     add("--crop-format", default="jpeg", choices=["jpeg", "png"])
+    add("--no-calibrate", dest="calibrate", action="store_false", help="AffectNet: skip the framing calibration")
+    add("--calibration-sample", type=int, default=500, help="training crops the framing calibration detects on")
+    add("--detector", default="dlib", choices=["dlib", "yunet"], help="detector the framing is calibrated for")
+    add("--detector-model", default=None, help="YuNet's ONNX file (with --detector yunet)")
     add("--epochs", type=int, default=20, help="epochs of each stage (default: %(default)s, the paper's)")
     add("--max-steps", type=int, default=None, help="optimizer steps of each stage; overrides --epochs")
     add("--stage2-epochs", type=int, default=None, help="stage 2 only (default: --epochs)")
