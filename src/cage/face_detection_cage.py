@@ -114,9 +114,10 @@ class FaceDetector:
             return _sorted(self._pass(image, None))
         if size != "auto":
             return _sorted(self._pass(image, int(size)))
+        # Faces the downscaled pass finds keep its boxes (the same boxes as a single pass at ``max_side``,
+        # which framing calibration and earlier versions measured); tiles only add the faces it missed.
         found = self._pass(image, self.max_side)
-        found += self._tiled_pass(image, self.max_side)
-        return _sorted(non_maximum_suppression(found))
+        return _sorted(non_maximum_suppression(self._tiled_pass(image, self.max_side), keep=found))
 
     def _pass(self, image: Image.Image, longer_side: int | None) -> list[FaceDetection]:
         """One detector run on ``image`` downscaled to ``longer_side`` (``None``: as is), boxes in its pixels."""
@@ -206,11 +207,18 @@ def _iou_and_containment(a: tuple, b: tuple) -> tuple[float, float]:
 
 
 def non_maximum_suppression(
-    detections: list[FaceDetection], iou: float = 0.3, containment: float = 0.7
+    detections: list[FaceDetection],
+    iou: float = 0.3,
+    containment: float = 0.7,
+    keep: list[FaceDetection] | None = None,
 ) -> list[FaceDetection]:
     """Greedy non-maximum suppression: keep the highest-scoring detection, drop those overlapping a kept one
-    by IoU > ``iou`` or covering more than ``containment`` of the smaller box (a face found at two scales)."""
-    kept: list[FaceDetection] = []
+    by IoU > ``iou`` or covering more than ``containment`` of the smaller box (a face found at two scales).
+
+    ``keep``: detections kept first, whatever their scores (e.g. those of the downscaled pass); the result
+    holds all of them plus the ``detections`` that overlap none of them.
+    """
+    kept: list[FaceDetection] = list(keep or [])
     for detection in sorted(detections, key=lambda d: -d.score):
         if all(
             (lambda o: o[0] <= iou and o[1] <= containment)(_iou_and_containment(detection.box, other.box))
