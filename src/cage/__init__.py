@@ -4,45 +4,87 @@ Importing ``cage`` registers the model with the transformers Auto classes, so th
 ``AutoModel.from_pretrained(path)`` and ``AutoImageProcessor.from_pretrained(path)`` work without
 ``trust_remote_code``; models saved with ``save_pretrained`` also carry their code (``auto_map``) and load
 with ``trust_remote_code=True`` where ``cage`` is not installed.
+
+``import cage`` itself is light (no torch, no transformers), so that ``cage --help`` starts fast: the
+registration runs at once when transformers is already imported, else right after transformers is first
+imported (a one-shot import hook), and the public names below are loaded on first access.
 """
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel
+from __future__ import annotations
 
-from .configuration_cage import AFFECTNET7_LABELS, AFFECTNET8_LABELS, EMOTIC_LABELS, CageConfig
-from .image_processing_cage import CageImageProcessor
-from .modeling_cage import CageForExpressionInference, CageOutput
+import importlib
+import importlib.abc
+import importlib.util
+import sys
 
 __version__ = "0.1.0"
 
-AutoConfig.register(CageConfig.model_type, CageConfig, exist_ok=True)
-AutoModel.register(CageConfig, CageForExpressionInference, exist_ok=True)
-# One processor (PIL backend) answers both backend requests, so AutoImageProcessor does not warn that a
-# torchvision backend is missing: preprocessing is the same whichever is asked for.
-AutoImageProcessor.register(
-    CageConfig, image_processor_classes={"torchvision": CageImageProcessor, "pil": CageImageProcessor}, exist_ok=True
-)
-# save_pretrained() writes `auto_map` and copies the flat model files next to the weights.
-CageConfig.register_for_auto_class()
-CageForExpressionInference.register_for_auto_class("AutoModel")
-CageImageProcessor.register_for_auto_class("AutoImageProcessor")
+_EXPORTS = {
+    "AFFECTNET7_LABELS": "configuration_cage",
+    "AFFECTNET8_LABELS": "configuration_cage",
+    "EMOTIC_LABELS": "configuration_cage",
+    "CageConfig": "configuration_cage",
+    "CageImageProcessor": "image_processing_cage",
+    "CageForExpressionInference": "modeling_cage",
+    "CageOutput": "modeling_cage",
+    "ExpressionAnalyzer": "inference.api",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def _register_auto_classes() -> None:
+    """Register the CAGE config, model and processor with the transformers Auto classes (idempotent)."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+    from .configuration_cage import CageConfig
+    from .image_processing_cage import CageImageProcessor
+    from .modeling_cage import CageForExpressionInference
+
+    AutoConfig.register(CageConfig.model_type, CageConfig, exist_ok=True)
+    AutoModel.register(CageConfig, CageForExpressionInference, exist_ok=True)
+    # One processor (PIL backend) answers both backend requests, so AutoImageProcessor does not warn that a
+    # torchvision backend is missing: preprocessing is the same whichever is asked for.
+    AutoImageProcessor.register(
+        CageConfig,
+        image_processor_classes={"torchvision": CageImageProcessor, "pil": CageImageProcessor},
+        exist_ok=True,
+    )
+    # save_pretrained() writes `auto_map` and copies the flat model files next to the weights.
+    CageConfig.register_for_auto_class()
+    CageForExpressionInference.register_for_auto_class("AutoModel")
+    CageImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+
+class _RegisterAfterTransformers(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """One-shot import hook: once ``transformers`` has been executed, run ``_register_auto_classes``."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "transformers":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        self._loader, spec.loader = spec.loader, self
+        return spec
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        _register_auto_classes()
+
+
+if "transformers" in sys.modules:
+    _register_auto_classes()
+elif not any(isinstance(finder, _RegisterAfterTransformers) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterTransformers())
 
 
 def __getattr__(name: str):
-    # Lazy, so that `import cage` stays light: `cage.ExpressionAnalyzer` is the documented Python API.
-    if name == "ExpressionAnalyzer":
-        from .inference.api import ExpressionAnalyzer
-
-        return ExpressionAnalyzer
+    # PEP 562: public names load on first access (`cage.ExpressionAnalyzer` is the documented Python API).
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module 'cage' has no attribute {name!r}")
-
-
-__all__ = [
-    "AFFECTNET7_LABELS",
-    "AFFECTNET8_LABELS",
-    "EMOTIC_LABELS",
-    "CageConfig",
-    "CageForExpressionInference",
-    "CageImageProcessor",
-    "CageOutput",
-    "ExpressionAnalyzer",
-]
