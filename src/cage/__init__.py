@@ -6,7 +6,7 @@ Importing ``cage`` registers the model with the transformers Auto classes, so th
 with ``trust_remote_code=True`` where ``cage`` is not installed.
 
 ``import cage`` itself is light (no torch, no transformers), so that ``cage --help`` starts fast: the
-registration runs at once when transformers is already imported, else right after transformers is first
+registration runs at once when transformers is already imported, else as soon as transformers is first
 imported (a one-shot import hook), and the public names below are loaded on first access.
 """
 
@@ -56,31 +56,46 @@ def _register_auto_classes() -> None:
     CageImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 
-class _RegisterAfterTransformers(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """One-shot import hook: once ``transformers`` has been executed, run ``_register_auto_classes``."""
+_WATCHED = ("transformers", *(f"{__name__}.{m}" for m in ("configuration_cage", "image_processing_cage", "modeling_cage")))
+
+
+class _RegisterWhenReady(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Import hook: registers the Auto classes as soon as transformers is loaded and no watched module is
+    half-executed (registering imports the three HF-facing modules, which import transformers)."""
+
+    def __init__(self):
+        self.loaders: dict[str, importlib.abc.Loader] = {}
+        self.executing: set[str] = set()
 
     def find_spec(self, name, path, target=None):
-        if name != "transformers":
+        if name not in _WATCHED or name in self.loaders:
             return None
-        sys.meta_path.remove(self)
+        self.loaders[name] = None  # find the real spec without finding ourselves again
         spec = importlib.util.find_spec(name)
         if spec is None or spec.loader is None:
             return spec
-        self._loader, spec.loader = spec.loader, self
+        self.loaders[name], spec.loader = spec.loader, self
         return spec
 
     def create_module(self, spec):
-        return self._loader.create_module(spec)
+        return self.loaders[spec.name].create_module(spec)
 
     def exec_module(self, module):
-        self._loader.exec_module(module)
-        _register_auto_classes()
+        name = module.__spec__.name
+        self.executing.add(name)
+        try:
+            self.loaders[name].exec_module(module)
+        finally:
+            self.executing.discard(name)
+        if not self.executing and "transformers" in sys.modules and self in sys.meta_path:
+            sys.meta_path.remove(self)
+            _register_auto_classes()
 
 
 if "transformers" in sys.modules:
     _register_auto_classes()
-elif not any(isinstance(finder, _RegisterAfterTransformers) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterAfterTransformers())
+elif not any(isinstance(finder, _RegisterWhenReady) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterWhenReady())
 
 
 def __getattr__(name: str):
