@@ -299,7 +299,9 @@ class FaceExpressionAnalyzer:
         self.device = resolve_device(device)
         self.is_torch = isinstance(model, torch.nn.Module)
         self.model = model.to(self.device).eval() if self.is_torch else model
-        self.precision = resolve_precision(precision, self.device) if self.is_torch else "fp32"
+        # other runners (ONNX Runtime, OpenVINO) run at their own precision and say which
+        own = getattr(model, "precision", "fp32")
+        self.precision = resolve_precision(precision, self.device) if self.is_torch else own
         if self.precision == "bf16":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.image_processor = image_processor

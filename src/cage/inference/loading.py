@@ -71,6 +71,7 @@ def load_analyzer(
     precision: str = "fp32",
     runtime: str = "torch",
     onnx_model: str | os.PathLike | None = None,
+    latency: bool = False,
 ) -> FaceExpressionAnalyzer:
     """A [`FaceExpressionAnalyzer`] for ``model``; see [`load_model_and_processor`] and
     ``face_detection_cage.create_face_detector`` for the errors."""
@@ -85,4 +86,5 @@ def load_analyzer(
         precision=precision,
         runtime=runtime,
         onnx_model=onnx_model,
+        latency=latency,
     )

@@ -85,7 +85,14 @@ class VariantResult:
         return 1000.0 * times[min(len(times) - 1, int(round(quantile * (len(times) - 1))))]
 
 
-def _face_crops(processor: Any, faces_dir: Path) -> torch.Tensor:
+def face_crops(processor: Any, faces_dir: str | Path) -> torch.Tensor:
+    """``pixel_values`` ``(N, 3, S, S)`` of every face dlib finds in the ``*.jpg``/``*.png`` photos of
+    ``faces_dir`` (sorted), cropped and normalised by ``processor``.
+
+    Raises:
+        RuntimeError: no face was found.
+    """
+    faces_dir = Path(faces_dir)
     from PIL import Image
 
     from ..face_detection_cage import create_face_detector
@@ -134,7 +141,7 @@ def run_benchmark(
     else:
         model, processor = load_model_and_processor(model_dir)
     size = model.config.image_size
-    crops = _face_crops(processor, Path(faces_dir))
+    crops = face_crops(processor, Path(faces_dir))
     log(f"{len(crops)} real face crops from {faces_dir}; image size {size}")
 
     authors = build_authors_network(model.config.num_outputs)
