@@ -302,7 +302,8 @@ class FaceExpressionAnalyzer:
         # other runners (ONNX Runtime, OpenVINO) run at their own precision and say which
         own = getattr(model, "precision", "fp32")
         self.precision = resolve_precision(precision, self.device) if self.is_torch else own
-        if self.precision == "bf16":
+        self.autocast_bf16 = self.is_torch and self.precision == "bf16"
+        if self.autocast_bf16:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.image_processor = image_processor
         self.crop_target = getattr(image_processor, "crop_target", "face")
@@ -332,7 +333,7 @@ class FaceExpressionAnalyzer:
             ]
             if self.is_torch:
                 pixel_values = pixel_values.to(self.device)
-            if self.precision == "bf16":
+            if self.autocast_bf16:
                 pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16):
                     logits, regression = _run_model(self.model, pixel_values)
