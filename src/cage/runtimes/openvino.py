@@ -25,6 +25,11 @@ def _openvino() -> Any:
     return openvino
 
 
+def openvino_core() -> Any:
+    """An ``openvino.Core`` (raises ImportError with the install command when openvino is missing)."""
+    return _openvino().Core()
+
+
 def runtime_version() -> str | None:
     """OpenVINO's version string, or ``None`` when it is not installed."""
     try:
