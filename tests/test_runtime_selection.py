@@ -187,3 +187,24 @@ def test_a_runtime_computing_wrong_numbers_is_never_used(tiny_network_and_crops,
         runner, used, precision = select.load_runner(model, cache_dir=cache, features=AVX2_LAPTOP)
     assert runner is model and (used, precision) == ("torch", "fp32")
     assert len(caplog.records) == 1 and "onnx fp32 failed (RuntimeError: differs from PyTorch fp32" in caplog.text
+
+
+def test_cage_predict_default_falls_back_with_one_warning_and_the_exact_numbers(
+    tiny_model_dir, monkeypatch, capsys, caplog
+):
+    from cage.runtimes import openvino
+
+    photo = str(face_photo("two_people.jpg"))
+    exact = _records(capsys, photo, "--model", str(tiny_model_dir), "--runtime", "torch", "--precision", "fp32")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no CPU plugin")
+
+    monkeypatch.setattr(openvino.OpenVinoModel, "__init__", broken)
+    with caplog.at_level("WARNING", logger="cage"):
+        fallback = _records(capsys, photo, "--model", str(tiny_model_dir), "--precision", "fp32")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "cage"]
+    assert warnings == ["cage: openvino fp32 failed (RuntimeError: no CPU plugin); using onnx fp32"]
+    for a, b in zip(exact[0]["faces"], fallback[0]["faces"], strict=True):
+        assert a["expression"] == b["expression"] and a["box"] == b["box"]
+        assert abs(a["valence"] - b["valence"]) <= 1e-4 and abs(a["arousal"] - b["arousal"]) <= 1e-4
