@@ -208,3 +208,25 @@ def test_cage_predict_default_falls_back_with_one_warning_and_the_exact_numbers(
     for a, b in zip(exact[0]["faces"], fallback[0]["faces"], strict=True):
         assert a["expression"] == b["expression"] and a["box"] == b["box"]
         assert abs(a["valence"] - b["valence"]) <= 1e-4 and abs(a["arousal"] - b["arousal"]) <= 1e-4
+
+
+def test_the_live_path_takes_the_lowest_latency_working_path(tiny_network_and_crops, monkeypatch):
+    pytest.importorskip("openvino")
+    model, crops, reference, cache = tiny_network_and_crops
+    measured = []
+    fake_seconds = {("openvino", "bf16"): 0.3, ("torch", "bf16"): 0.2, ("openvino", "fp32"): 0.1,
+                    ("torch", "fp32"): 0.4}  # fmt: skip
+
+    def fake_latency(runner, path, size):
+        measured.append(path)
+        return fake_seconds[path]
+
+    monkeypatch.setattr(select, "measure_latency_s", fake_latency)
+    monkeypatch.setattr(select, "installed_runtimes", lambda: ALL)
+    runner, used, precision = select.load_runner(model, latency=True, cache_dir=cache, features=AVX2_LAPTOP)
+    assert (used, precision) == ("openvino", "fp32") and sorted(measured) == [("openvino", "fp32"), ("torch", "fp32")]
+    measured.clear()
+    fake_seconds[("openvino", "fp32")] = 0.5
+    runner, used, precision = select.load_runner(model, latency=True, cache_dir=cache, features=AVX2_LAPTOP)
+    assert runner is model and (used, precision) == ("torch", "fp32")  # ONNX skipped: OpenVINO works
+    assert select.measure_latency_s(model, ("torch", "bf16"), int(model.config.image_size)) > 0

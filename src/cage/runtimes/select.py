@@ -195,14 +195,16 @@ def load_runner(
 
     Tries [`runtime_candidates`] in order; a path that fails to load, compile or pass [`check_runner`] gives
     way to the next, and ONE warning line (logger ``cage``) names what failed and what is used instead. With
-    an explicit ``runtime`` the failure of its last path is an error instead.
+    an explicit ``runtime`` the failure of its last path is an error instead. With ``latency`` (the webcam)
+    every working path (ONNX Runtime only without OpenVINO) is timed on one image ([`measure_latency_s`]) and
+    the fastest is used: which of bf16 and fp32 wins at batch 1 differs between CPUs.
 
     Args:
         model: the PyTorch model (the reference, and the last resort).
         runtime: ``"auto"``, ``"openvino"``, ``"onnx"`` or ``"torch"``.
         precision: ``"auto"``, ``"fp32"`` or ``"bf16"``.
         source: the model's name for messages.
-        latency: compile for one request at a time (webcam) rather than throughput.
+        latency: compile for one request at a time and pick the lowest-latency path (webcam).
         features: the CPU's features (default: [`cpu_features`]); tests pass fake ones.
 
     Returns:
@@ -213,14 +215,48 @@ def load_runner(
         RuntimeError: an explicitly requested runtime could not be used (the message says why).
     """
     paths = runtime_candidates(features or cpu_features(), installed_runtimes(), runtime, precision)
-    failures = []
+    failures: list[str] = []
+    working = []
     for path in paths:
+        if latency and path[0] == "onnx" and any(p[0] == "openvino" for p, _ in working):
+            continue  # with OpenVINO working, ONNX Runtime is not worth a conversion for the latency race
         try:
             runner = _build(path, model, source, latency, threads, cache_dir)
         except Exception as error:  # noqa: BLE001 - any failure of an optional runtime means: use the next path
             failures.append(f"{path[0]} {path[1]} failed ({type(error).__name__}: {str(error).splitlines()[0]})")
             continue
-        if failures:
-            logger.warning("cage: %s; using %s %s", "; ".join(failures), *path)
-        return runner, path[0], path[1]
-    raise RuntimeError(f"{source}: no runtime could be used: {'; '.join(failures)}")
+        working.append((path, runner))
+        if not latency:
+            break
+    if not working:
+        raise RuntimeError(f"{source}: no runtime could be used: {'; '.join(failures)}")
+    if len(working) > 1:  # latency: the live path takes the fastest working path for one image, measured here
+        size = int(model.config.image_size)
+        working.sort(key=lambda item: measure_latency_s(item[1], item[0], size))
+    path, runner = working[0]
+    if failures:
+        logger.warning("cage: %s; using %s %s", "; ".join(failures), *path)
+    return runner, path[0], path[1]
+
+
+def measure_latency_s(runner: Any, path: tuple[str, str], size: int, calls: int = 3) -> float:
+    """Median seconds of one ``(1, 3, size, size)`` forward pass of ``runner`` on ``path`` after one warm-up
+    (PyTorch bf16 paths run under bf16 autocast with channels-last, as ``FaceExpressionAnalyzer`` runs them)."""
+    import statistics
+    import time
+
+    import torch
+
+    if path == ("torch", "bf16"):
+        from .torch_variants import TorchRunner
+
+        runner = TorchRunner(runner, autocast_dtype=torch.bfloat16, channels_last=True)
+    inputs = torch.zeros(1, 3, size, size)
+    times = []
+    with torch.inference_mode():
+        for index in range(calls + 1):
+            start = time.perf_counter()
+            runner(pixel_values=inputs)
+            if index:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
