@@ -1,6 +1,6 @@
-"""Inference benchmark (issue 8): same as `cage bench`.
+"""Inference benchmark (issues 8, 14): same as `cage bench`.
 
-    python scripts/benchmark.py --output-dir benchmark-results            # untrained MaxViT-T at 224
+    python scripts/benchmark.py --output-dir benchmark-results            # untrained networks at 224 (README, Speed)
     python scripts/benchmark.py --model DIR --batch-sizes 1,32 --rounds 7
 
 Prints a Markdown table (ratios to the authors' implementation first) and writes benchmark.json/.md.

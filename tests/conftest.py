@@ -7,12 +7,15 @@ the real MaxViT-T (torchvision ``maxvit_t``, the default) appears only where its
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# Converted graphs (OpenVINO IR, ONNX) of test models go to one cache per session, never to ~/.cache/cage.
+os.environ.setdefault("CAGE_CACHE", tempfile.mkdtemp(prefix="cage-test-cache-"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FACES_DIR = REPO_ROOT.parent / "shared" / "faces"

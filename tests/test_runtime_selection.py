@@ -63,3 +63,170 @@ def test_cli_default_agrees_with_forced_fp32_and_onnx(tiny_model_dir, tmp_path, 
         for label, p in f["probabilities"].items():
             assert o["probabilities"][label] == pytest.approx(p, abs=1e-4)
     assert len(fp32[0]["faces"]) == 2
+
+
+# --- issue 14: runtime choice by CPU flags, parity and agreement of each path, fallback ---------------------
+
+from cage.runtimes import select  # noqa: E402
+from cage.runtimes.benchmark import face_crops  # noqa: E402
+from conftest import FACES_DIR  # noqa: E402
+
+AVX2_LAPTOP = select.parse_cpu_flags("laptop", {"sse4_2", "avx", "avx2", "fma"})
+AVX512_SERVER = select.parse_cpu_flags("skylake", {"avx2", "avx512f", "avx512_vnni"})
+BF16_SERVER = select.parse_cpu_flags("zen4", {"avx2", "avx512f", "avx512_bf16", "avx512_vnni"})
+AMX_SERVER = select.parse_cpu_flags("sapphire rapids", {"avx2", "avx512f", "amx_tile", "amx_bf16", "amx_int8"})
+OLD_CPU = select.parse_cpu_flags("old", {"sse4_2"})
+ALL = {"torch", "onnx", "openvino"}
+
+
+def test_auto_chooses_by_cpu_flags_and_installed_runtimes():
+    exact = [("openvino", "fp32"), ("onnx", "fp32"), ("torch", "fp32")]
+    for cpu in (AVX2_LAPTOP, AVX512_SERVER, OLD_CPU):
+        assert not cpu.native_bf16
+        assert select.runtime_candidates(cpu, ALL) == exact
+    for cpu in (BF16_SERVER, AMX_SERVER):
+        assert cpu.native_bf16
+        assert select.runtime_candidates(cpu, ALL) == [("openvino", "bf16"), ("torch", "bf16"), *exact]
+        assert select.runtime_candidates(cpu, ALL, precision="fp32") == exact
+    assert AMX_SERVER.amx and not AMX_SERVER.avx512_bf16 and BF16_SERVER.vnni and not AVX2_LAPTOP.avx512
+    assert select.runtime_candidates(AVX2_LAPTOP, {"torch"}) == [("torch", "fp32")]
+    assert select.runtime_candidates(BF16_SERVER, {"torch", "onnx"}) == [("torch", "bf16"), ("onnx", "fp32"),
+                                                                         ("torch", "fp32")]  # fmt: skip
+    assert select.runtime_candidates(AVX2_LAPTOP, ALL, runtime="openvino") == [("openvino", "fp32")]
+    assert select.runtime_candidates(AVX2_LAPTOP, ALL, precision="bf16") == [("torch", "bf16")]
+    with pytest.raises(ValueError, match="no bf16 path for runtime 'onnx'"):
+        select.runtime_candidates(BF16_SERVER, ALL, runtime="onnx", precision="bf16")
+    with pytest.raises(ValueError, match="runtime must be"):
+        select.runtime_candidates(BF16_SERVER, ALL, runtime="tensorrt")
+    assert "AVX512-BF16 yes" in BF16_SERVER.describe() and "AVX-512 no" in AVX2_LAPTOP.describe()
+
+
+@pytest.fixture(scope="module")
+def tiny_network_and_crops(tiny_model_dir, tmp_path_factory):
+    from cage.inference import load_model_and_processor
+
+    model, processor = load_model_and_processor(tiny_model_dir)
+    crops = face_crops(processor, FACES_DIR)
+    assert len(crops) >= 7
+    with torch.inference_mode():
+        reference = model(pixel_values=crops)
+    return model, crops, reference, tmp_path_factory.mktemp("runtime-cache")
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnx"])
+def test_exact_paths_match_eager_fp32_on_real_face_crops(tiny_network_and_crops, runtime):
+    pytest.importorskip({"openvino": "openvino", "onnx": "onnxruntime"}[runtime])
+    model, crops, reference, cache = tiny_network_and_crops
+    runner, used, precision = select.load_runner(model, runtime, "fp32", cache_dir=cache, features=AVX2_LAPTOP)
+    assert (used, precision) == (runtime, "fp32")
+    out = runner(pixel_values=crops)
+    assert (out.logits - reference.logits).abs().max() <= 1e-4
+    assert (out.regression - reference.regression).abs().max() <= 1e-4
+
+
+def _agreement(out, reference) -> tuple[float, float]:
+    agree = float((out.logits.argmax(-1) == reference.logits.argmax(-1)).float().mean())
+    return agree, float((out.regression.float() - reference.regression).abs().max())
+
+
+def test_reduced_paths_pass_the_agreement_gate_on_real_face_crops(tiny_network_and_crops):
+    from cage.runtimes.torch_variants import TorchRunner
+
+    model, crops, reference, cache = tiny_network_and_crops
+    torch_bf16 = TorchRunner(model, autocast_dtype=torch.bfloat16, channels_last=True)(pixel_values=crops)
+    assert _agreement(torch_bf16, reference) >= (1.0, 0.0) and _agreement(torch_bf16, reference)[1] <= 0.02
+    if not select.cpu_features().native_bf16:
+        pytest.skip("OpenVINO bf16 needs a CPU with native bf16 (AVX512-BF16/AMX); not this one")
+    pytest.importorskip("openvino")
+    runner, used, precision = select.load_runner(model, "openvino", "bf16", cache_dir=cache, features=BF16_SERVER)
+    assert (used, precision, runner.precision) == ("openvino", "bf16", "bf16")
+    agree, delta = _agreement(runner(pixel_values=crops), reference)
+    assert agree == 1.0 and delta <= 0.02
+
+
+def test_a_failing_runtime_falls_back_to_the_next_with_one_warning(tiny_network_and_crops, monkeypatch, caplog):
+    pytest.importorskip("onnxruntime")
+    from cage.runtimes import openvino
+
+    model, crops, reference, cache = tiny_network_and_crops
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("cannot compile for this CPU\nsecond line")
+
+    monkeypatch.setattr(openvino.OpenVinoModel, "__init__", broken)
+    monkeypatch.setattr(select, "installed_runtimes", lambda: ALL)
+    with caplog.at_level("WARNING", logger="cage"):
+        runner, used, precision = select.load_runner(model, cache_dir=cache, features=AVX2_LAPTOP)
+    assert (used, precision) == ("onnx", "fp32")
+    assert [r.getMessage() for r in caplog.records] == [
+        "cage: openvino fp32 failed (RuntimeError: cannot compile for this CPU); using onnx fp32"
+    ]
+    assert (runner(pixel_values=crops).logits - reference.logits).abs().max() <= 1e-4
+    with pytest.raises(RuntimeError, match="no runtime could be used: openvino fp32 failed"):
+        select.load_runner(model, "openvino", "fp32", cache_dir=cache, features=AVX2_LAPTOP)
+
+
+def test_a_runtime_computing_wrong_numbers_is_never_used(tiny_network_and_crops, monkeypatch, caplog):
+    from cage.modeling_cage import CageOutput
+    from cage.runtimes import onnx
+
+    model, crops, reference, cache = tiny_network_and_crops
+
+    class Wrong:
+        def __init__(self, path, config, threads=None):
+            self.config = config
+
+        def __call__(self, pixel_values=None):
+            out = model(pixel_values=pixel_values)
+            return CageOutput(logits=out.logits + 1e-3, regression=out.regression)
+
+    monkeypatch.setattr(onnx, "OnnxRuntimeModel", Wrong)
+    monkeypatch.setattr(onnx, "cached_onnx_export", lambda *a, **k: cache / "wrong.onnx")
+    monkeypatch.setattr(select, "installed_runtimes", lambda: {"torch", "onnx"})
+    with caplog.at_level("WARNING", logger="cage"):
+        runner, used, precision = select.load_runner(model, cache_dir=cache, features=AVX2_LAPTOP)
+    assert runner is model and (used, precision) == ("torch", "fp32")
+    assert len(caplog.records) == 1 and "onnx fp32 failed (RuntimeError: differs from PyTorch fp32" in caplog.text
+
+
+def test_cage_predict_default_falls_back_with_one_warning_and_the_exact_numbers(
+    tiny_model_dir, monkeypatch, capsys, caplog
+):
+    from cage.runtimes import openvino
+
+    photo = str(face_photo("two_people.jpg"))
+    exact = _records(capsys, photo, "--model", str(tiny_model_dir), "--runtime", "torch", "--precision", "fp32")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no CPU plugin")
+
+    monkeypatch.setattr(openvino.OpenVinoModel, "__init__", broken)
+    with caplog.at_level("WARNING", logger="cage"):
+        fallback = _records(capsys, photo, "--model", str(tiny_model_dir), "--precision", "fp32")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "cage"]
+    assert warnings == ["cage: openvino fp32 failed (RuntimeError: no CPU plugin); using onnx fp32"]
+    for a, b in zip(exact[0]["faces"], fallback[0]["faces"], strict=True):
+        assert a["expression"] == b["expression"] and a["box"] == b["box"]
+        assert abs(a["valence"] - b["valence"]) <= 1e-4 and abs(a["arousal"] - b["arousal"]) <= 1e-4
+
+
+def test_the_live_path_takes_the_lowest_latency_working_path(tiny_network_and_crops, monkeypatch):
+    pytest.importorskip("openvino")
+    model, crops, reference, cache = tiny_network_and_crops
+    measured = []
+    fake_seconds = {("openvino", "bf16"): 0.3, ("torch", "bf16"): 0.2, ("openvino", "fp32"): 0.1,
+                    ("torch", "fp32"): 0.4}  # fmt: skip
+
+    def fake_latency(runner, path, size):
+        measured.append(path)
+        return fake_seconds[path]
+
+    monkeypatch.setattr(select, "measure_latency_s", fake_latency)
+    monkeypatch.setattr(select, "installed_runtimes", lambda: ALL)
+    runner, used, precision = select.load_runner(model, latency=True, cache_dir=cache, features=AVX2_LAPTOP)
+    assert (used, precision) == ("openvino", "fp32") and sorted(measured) == [("openvino", "fp32"), ("torch", "fp32")]
+    measured.clear()
+    fake_seconds[("openvino", "fp32")] = 0.5
+    runner, used, precision = select.load_runner(model, latency=True, cache_dir=cache, features=AVX2_LAPTOP)
+    assert runner is model and (used, precision) == ("torch", "fp32")  # ONNX skipped: OpenVINO works
+    assert select.measure_latency_s(model, ("torch", "bf16"), int(model.config.image_size)) > 0

@@ -12,6 +12,22 @@
     cage export onnx MODEL --out FILE [--dynamic-batch]   (cage.runtimes)
     cage bench [--model DIR]                              (cage.runtimes)
     cage reproduce affectnet|emotic ROOT --out RUN_DIR    (cage.reproduce: prepare -> train x2 -> card -> Hub)
+
+Fast start (``cage --help`` imports neither torch nor transformers; tests/test_cli_startup.py checks it).
+The rule for every CLI module (``cli.py``, ``*/cli.py``) and for the package ``__init__`` files on the way:
+import only the standard library at module level and while building parsers (``add_*_parser``); import the
+work (torch, transformers, the library modules) inside the handler that runs it::
+
+    def add_foo_parser(subparsers):
+        parser = subparsers.add_parser("foo", help="...")
+        parser.add_argument("--bar", choices=["a", "b"])   # literal choices, not imported constants
+        parser.set_defaults(handler=run_foo)
+
+    def run_foo(args):
+        from .foo import do_foo   # heavy imports here
+        return do_foo(args.bar)
+
+Package ``__init__`` files export their names lazily (a ``_EXPORTS`` dict and a module ``__getattr__``).
 """
 
 from __future__ import annotations

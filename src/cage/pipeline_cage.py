@@ -370,8 +370,11 @@ class FaceExpressionAnalyzer:
         self.device = resolve_device(device)
         self.is_torch = isinstance(model, torch.nn.Module)
         self.model = model.to(self.device).eval() if self.is_torch else model
-        self.precision = resolve_precision(precision, self.device) if self.is_torch else "fp32"
-        if self.precision == "bf16":
+        # other runners (ONNX Runtime, OpenVINO) run at their own precision and say which
+        own = getattr(model, "precision", "fp32")
+        self.precision = resolve_precision(precision, self.device) if self.is_torch else own
+        self.autocast_bf16 = self.is_torch and self.precision == "bf16"
+        if self.autocast_bf16:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.image_processor = image_processor
         self.crop_target = getattr(image_processor, "crop_target", "face")
@@ -406,7 +409,7 @@ class FaceExpressionAnalyzer:
             ]
             if self.is_torch:
                 pixel_values = pixel_values.to(self.device)
-            if self.precision == "bf16":
+            if self.autocast_bf16:
                 pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16):
                     logits, regression = _run_model(self.model, pixel_values)

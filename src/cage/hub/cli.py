@@ -7,6 +7,9 @@ import sys
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+# authors_checkpoint.VARIANTS's keys, spelled out so that `cage --help` does not import torch
+# (tests/test_cli_startup.py checks that the two agree).
+VARIANT_NAMES = ["affectnet8-combined", "affectnet7-combined", "affectnet8-va", "affectnet7-va"]
 
 
 def add_push_command(subparsers: argparse._SubParsersAction) -> None:
@@ -55,8 +58,6 @@ def run_push(args: argparse.Namespace) -> int:
 
 def add_convert_authors_checkpoint_command(subparsers: argparse._SubParsersAction) -> None:
     """Register ``cage convert-authors-checkpoint model.pt --variant V --out DIR``."""
-    from .authors_checkpoint import VARIANTS
-
     parser = subparsers.add_parser(
         "convert-authors-checkpoint",
         help="convert a checkpoint of the CAGE authors' training scripts into a cage model folder",
@@ -64,7 +65,7 @@ def add_convert_authors_checkpoint_command(subparsers: argparse._SubParsersActio
         "head; loaded with weights_only=True) and write a cage model folder computing the same function.",
     )
     parser.add_argument("checkpoint", help="the authors' model.pt (a state dict saved with torch.save)")
-    parser.add_argument("--variant", required=True, choices=list(VARIANTS), help="which of their scripts wrote it")
+    parser.add_argument("--variant", required=True, choices=VARIANT_NAMES, help="which of their scripts wrote it")
     parser.add_argument("--out", required=True, help="model folder to write")
     parser.add_argument(
         "--weights-status",

@@ -1,17 +1,26 @@
-"""Running CAGE models on real input: loading, files, folders and videos, output writers, the Python API."""
+"""Running CAGE models on real input: loading, files, folders and videos, output writers, the Python API.
 
-from .api import ExpressionAnalyzer
-from .loading import ModelLoadError, load_analyzer, load_model_and_processor
-from .predict import ImageResult, load_boxes, predict_inputs, predict_paths, predict_video
+Imports are lazy so that the ``cage`` command starts fast (see ``cage.cli``).
+"""
 
-__all__ = [
-    "ExpressionAnalyzer",
-    "ImageResult",
-    "ModelLoadError",
-    "load_analyzer",
-    "load_boxes",
-    "load_model_and_processor",
-    "predict_inputs",
-    "predict_paths",
-    "predict_video",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "ExpressionAnalyzer": "api",
+    "ModelLoadError": "loading",
+    "load_analyzer": "loading",
+    "load_model_and_processor": "loading",
+    "ImageResult": "predict",
+    "load_boxes": "predict",
+    "predict_inputs": "predict",
+    "predict_paths": "predict",
+    "predict_video": "predict",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -46,6 +46,7 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
         runtime: str = "torch",
         onnx_model: str | os.PathLike | None = None,
         detect_size: str | int | None = None,
+        latency: bool = False,
     ) -> ExpressionAnalyzer:
         """Load a model folder (or Hub repo id, when online) with its processor and a face detector.
 
@@ -57,14 +58,18 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
             batch_size: crops per forward pass.
             detector_model: YuNet's ONNX file.
             precision: ``"fp32"`` (default), ``"bf16"`` or ``"auto"`` (bf16 where the hardware has it natively).
-            runtime: ``"torch"`` (default) or ``"onnx"``: ONNX Runtime on the CPU, fp32. The folder still
-                provides the config, the processor and the labels.
+            runtime: ``"torch"`` (default), ``"onnx"`` (ONNX Runtime, fp32), ``"openvino"`` (OpenVINO; fp32, or
+                bf16 with ``precision="auto"``/``"bf16"`` where the CPU has native bf16) or ``"auto"``: the
+                fastest path for this CPU that passes its check against PyTorch, falling back to the next
+                with one warning line (``cage.runtimes.select.load_runner``). Runtimes other than torch run on
+                the CPU; ``"auto"`` on a GPU means torch. The folder still provides config, processor, labels.
             onnx_model: the ONNX file for ``runtime="onnx"`` (from ``cage export onnx``); by default the model
                 is exported once into ``~/.cache/cage/onnx/`` (keyed by the weights' hash) after passing the
                 1e-4 parity check.
             detect_size: ``"auto"`` (default: images over 1024 px are also searched in native-resolution tiles,
                 so small faces in group photos are found; slower on large images) or a longer side in pixels
                 to downscale to for one fast detection pass (see ``face_detection_cage``).
+            latency: with ``runtime="auto"``/``"openvino"``: compile for one request at a time (webcam).
 
         Raises:
             cage.inference.ModelLoadError: the model cannot be loaded (message says why).
@@ -73,15 +78,25 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
         from .loading import load_model_and_processor
 
         network, processor = load_model_and_processor(model)
-        if runtime not in ("torch", "onnx"):
-            raise ValueError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
-        if runtime == "onnx":
-            from ..runtimes.onnx import OnnxRuntimeModel, cached_onnx_export
+        from ..runtimes.select import RUNTIMES
 
-            path = onnx_model if onnx_model is not None else cached_onnx_export(network, model)
-            network = OnnxRuntimeModel(path, network.config)
-        elif onnx_model is not None:
-            raise ValueError("onnx_model is only used with runtime='onnx'")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+        if onnx_model is not None:
+            if runtime != "onnx":
+                raise ValueError("onnx_model is only used with runtime='onnx'")
+            from ..runtimes.onnx import OnnxRuntimeModel
+
+            network = OnnxRuntimeModel(onnx_model, network.config)
+        elif runtime != "torch":
+            from ..pipeline_cage import resolve_device
+
+            if resolve_device(device).type == "cpu":
+                from ..runtimes.select import load_runner
+
+                network, _, precision = load_runner(network, runtime, precision, source=str(model), latency=latency)
+            elif runtime != "auto":
+                raise ValueError(f"runtime {runtime!r} runs on the CPU only; use device='cpu' or runtime='torch'")
         return cls(
             network,
             processor,

@@ -49,16 +49,17 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--precision",
         default="auto",
         choices=["auto", "fp32", "bf16"],
-        help="auto (default): the fastest variant that passed cage bench's agreement bar on this hardware, "
-        "bf16 autocast + channels-last where the device has native bf16 (AVX512-BF16/AMX CPUs, recent GPUs), "
-        "else fp32; fp32 forces plain fp32 (what the Python API and the pipeline use)",
+        help="auto (default): bf16 where the device has native bf16 (AVX512-BF16/AMX CPUs, recent GPUs; it "
+        "passed cage bench's agreement bar), else fp32; fp32 forces exact fp32 (what the Python API uses)",
     )
     parser.add_argument(
         "--runtime",
-        default="torch",
-        choices=["torch", "onnx"],
-        help="torch (default) or onnx: ONNX Runtime on the CPU, fp32 (exported once into ~/.cache/cage/onnx "
-        "unless --onnx-model is given)",
+        default="auto",
+        choices=["auto", "torch", "onnx", "openvino"],
+        help="auto (default): the fastest path for this CPU and the installed runtimes (OpenVINO, then ONNX "
+        "Runtime, then PyTorch; bf16 first where the CPU has native bf16), checked against PyTorch, falling "
+        "back to the next with one warning line; on a GPU: torch. openvino/onnx: that runtime on the CPU "
+        "(converted once into ~/.cache/cage); torch: PyTorch",
     )
     parser.add_argument(
         "--onnx-model", default=None, metavar="FILE", help="with --runtime onnx: the file from `cage export onnx`"
@@ -171,6 +172,7 @@ def _load(args: argparse.Namespace, command: str):
             runtime=args.runtime,
             onnx_model=args.onnx_model,
             detect_size=args.detect_size,
+            latency=command == "webcam",  # the webcam wants the lowest latency of one frame
         )
     except (ModelLoadError, ValueError, ImportError, FileNotFoundError, RuntimeError) as error:
         print(f"cage {command}: {error}", file=sys.stderr)

@@ -74,6 +74,7 @@ def load_analyzer(
     runtime: str = "torch",
     onnx_model: str | os.PathLike | None = None,
     detect_size: str | int | None = None,
+    latency: bool = False,
 ) -> FaceExpressionAnalyzer:
     """A [`FaceExpressionAnalyzer`] for ``model``; see [`load_model_and_processor`] and
     ``face_detection_cage.create_face_detector`` for the errors."""
@@ -89,4 +90,5 @@ def load_analyzer(
         runtime=runtime,
         onnx_model=onnx_model,
         detect_size=detect_size,
+        latency=latency,
     )

@@ -1,10 +1,27 @@
-"""Ways to run a CAGE network fast: PyTorch variants (channels-last, bf16, compile, int8) and ONNX Runtime.
+"""Ways to run a CAGE network fast: PyTorch variants (channels-last, bf16, compile, int8), ONNX Runtime, OpenVINO,
+and the choice among them by the CPU's instruction sets (``select``).
 
 Every runner takes ``pixel_values`` ``(B, 3, S, S)`` float32 and returns a ``CageOutput`` with ``logits``
-and ``regression``, so [`cage.pipeline_cage.FaceExpressionAnalyzer`] can use any of them.
+and ``regression``, so [`cage.pipeline_cage.FaceExpressionAnalyzer`] can use any of them. Imports are lazy
+so that the ``cage`` command starts fast (see ``cage.cli``).
 """
 
-from .onnx import OnnxRuntimeModel, export_onnx
-from .torch_variants import TorchRunner
+from importlib import import_module
 
-__all__ = ["OnnxRuntimeModel", "TorchRunner", "export_onnx"]
+_EXPORTS = {
+    "OnnxRuntimeModel": "onnx",
+    "export_onnx": "onnx",
+    "OpenVinoModel": "openvino",
+    "TorchRunner": "torch_variants",
+    "cpu_features": "select",
+    "runtime_candidates": "select",
+    "load_runner": "select",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

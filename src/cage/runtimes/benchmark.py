@@ -1,10 +1,16 @@
-"""Inference benchmark: every way to run CAGE's MaxViT-T, measured side by side in one run.
+"""Inference benchmark (`cage bench`): every way to run CAGE's MaxViT-T, measured side by side in one run.
 
 The reference is the authors' way: torchvision ``maxvit_t`` with their head (pool, flatten, LayerNorm,
 Linear, Tanh, Linear without bias; 10 outputs for AffectNet-8), eager fp32 under ``torch.no_grad``. All
 variants are timed interleaved (round-robin, one call each per round) after warm-up, so that drifts of the
 machine's speed hit every variant alike; ratios to the reference are the result, absolute numbers only
-describe this machine. Agreement of each variant with our eager fp32 is measured on real face crops.
+describe this machine. Agreement of each variant with its network's eager fp32 is measured on real face crops.
+
+Networks: the default config (``cage.presets.make_config()``, whatever it is when the benchmark runs), the
+timm TF port ``maxvit_tiny_tf_224`` and the paper's torchvision ``maxvit_t`` trunk, each once (duplicates of
+the default are left out). Three more measurements: which path ``--runtime auto`` picks here and its ratio;
+the whole process (``cage predict DIR --detector none --batch-size 32`` vs an emulation of the authors'
+inference script, both as subprocesses, start-up included); photo -> JSON latency with detection, per path.
 
 Weights are random (no trained CAGE weights exist): agreement of argmax on an untrained model is a stricter
 test than on a trained one, whose logits are better separated.
@@ -13,8 +19,11 @@ test than on a trained one, whose logits are better separated.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +37,9 @@ MAXVIT_T_GMACS = 5.6  # multiply-accumulates per 224 x 224 image, in 1e9 (torchv
 ARGMAX_AGREEMENT_BAR = 1.0  # reduced precision must agree on every shared crop...
 VA_DELTA_BAR = 0.02  # ...and move valence/arousal by at most this much (issue 8's acceptance bar)
 FP32_DELTA_BAR = 1e-4  # fp32 paths must match eager fp32 to this max |delta| on all outputs
+TF_PORT = {"backbone_library": "timm", "backbone": "maxvit_tiny_tf_224"}
+PAPER_TORCHVISION = {"backbone_library": "torchvision", "backbone": "maxvit_t"}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def build_authors_network(num_outputs: int = 10) -> torch.nn.Module:
@@ -63,10 +75,49 @@ def measure_peak_matmul_flops(dtype: torch.dtype, size: int = 2048, repeats: int
     return 2.0 * size**3 / best
 
 
+def machine_info(threads: int | None = None) -> dict[str, Any]:
+    """CPU name and instruction sets, library versions and thread count: printed with every table."""
+    from .openvino import runtime_version
+    from .select import cpu_features
+
+    features = cpu_features()
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    return {
+        "cpu": features.name,
+        "flags": {k: v for k, v in asdict(features).items() if k != "name"},
+        "cpu_line": features.describe(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "openvino": runtime_version(),
+        "onnxruntime": ort_version,
+        "torch_threads": threads or torch.get_num_threads(),
+        "logical_cpus": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def hardware_line(machine: dict[str, Any]) -> str:
+    """One Markdown line: CPU, flags, versions, threads (and the GPU, or that none was measured)."""
+    gpu = machine.get("gpu") or "none (GPU rows: not measured)"
+    return (
+        f"Machine: {machine['cpu_line']}; {machine['torch_threads']} threads of {machine['logical_cpus']} logical "
+        f"CPUs; GPU: {gpu}; torch {machine['torch']}, OpenVINO {machine['openvino']}, ONNX Runtime "
+        f"{machine['onnxruntime']}, Python {machine['python']}."
+    )
+
+
 @dataclass
 class VariantResult:
     name: str
     description: str
+    network: str = "default"
+    kind: str = "fp32"  # "fp32": must match eager fp32 to 1e-4; "reduced": the agreement bar; "reference"
     timings_s: dict[str, list[float]] = field(default_factory=dict)  # batch size -> per-call seconds
     argmax_agreement: float | None = None
     max_abs_delta_va: float | None = None
@@ -85,11 +136,12 @@ class VariantResult:
         return 1000.0 * times[min(len(times) - 1, int(round(quantile * (len(times) - 1))))]
 
 
-def _face_crops(processor: Any, faces_dir: Path) -> torch.Tensor:
+def _detected_crops(processor: Any, faces_dir: str | Path) -> list[Any]:
     from PIL import Image
 
     from ..face_detection_cage import create_face_detector
 
+    faces_dir = Path(faces_dir)
     detector = create_face_detector("dlib")
     crops = []
     for path in sorted(faces_dir.glob("*.jpg")) + sorted(faces_dir.glob("*.png")):
@@ -98,7 +150,101 @@ def _face_crops(processor: Any, faces_dir: Path) -> torch.Tensor:
             crops += [processor.crop(image, d.box) for d in detector.detect(image)]
     if not crops:
         raise RuntimeError(f"no face found in {faces_dir}")
-    return processor(crops, return_tensors="pt")["pixel_values"]
+    return crops
+
+
+def face_crops(processor: Any, faces_dir: str | Path) -> torch.Tensor:
+    """``pixel_values`` ``(N, 3, S, S)`` of every face dlib finds in the ``*.jpg``/``*.png`` photos of
+    ``faces_dir`` (sorted), cropped and normalised by ``processor``.
+
+    Raises:
+        RuntimeError: no face was found.
+    """
+    return processor(_detected_crops(processor, faces_dir), return_tensors="pt")["pixel_values"]
+
+
+def _networks(model_dir: str | Path | None) -> dict[str, tuple[Any, Any, str]]:
+    """name -> (model, processor, description): the default config, the TF port, the paper's torchvision trunk."""
+    from .. import CageForExpressionInference
+    from ..inference.loading import load_model_and_processor
+    from ..presets import make_config, make_image_processor
+
+    if model_dir is not None:
+        model, processor = load_model_and_processor(model_dir)
+        return {"model": (model, processor, str(model_dir))}
+    networks: dict[str, tuple[Any, Any, str]] = {}
+    seen = set()
+    for name, overrides in (("default", {}), ("tf_port", TF_PORT), ("paper_torchvision", PAPER_TORCHVISION)):
+        config = make_config(**overrides)
+        key = (config.backbone_library, config.backbone)
+        if key in seen:
+            continue
+        seen.add(key)
+        torch.manual_seed(0)
+        model = CageForExpressionInference(config).eval()
+        what = f"{config.backbone_library} {config.backbone}"
+        what += " (make_config() default)" if name == "default" else ""
+        networks[name] = (model, make_image_processor(config), what)
+    return networks
+
+
+def _runner_call(runner: Any) -> Callable[[torch.Tensor], Any]:
+    def call(pixel_values: torch.Tensor) -> Any:
+        out = runner(pixel_values=pixel_values)
+        return out.logits, out.regression
+
+    return call
+
+
+def _variants(
+    network: str, model: Any, crops: torch.Tensor, workdir: Path, threads: int | None, full: bool, compile: bool
+) -> list[tuple[VariantResult, Callable[[], Callable[[torch.Tensor], Any]]]]:
+    """The variants of one network: (result holder, builder of its call)."""
+    from .onnx import OnnxRuntimeModel, cached_onnx_export
+    from .openvino import OpenVinoModel, cached_openvino_model, openvino_core, quantize_int8
+    from .select import cpu_features
+    from .torch_variants import TorchRunner
+
+    native_bf16 = cpu_features().native_bf16
+    converted: dict[str, Any] = {}
+
+    def openvino(precision: str) -> Callable[[], Callable[[torch.Tensor], Any]]:
+        def build() -> Callable[[torch.Tensor], Any]:
+            if "fp32" not in converted:  # through the cache, which the latency runs reuse
+                converted["fp32"] = cached_openvino_model(model, workdir / "cache")
+            source = converted["fp32"]
+            if precision == "int8":  # calibrated on the face crops and their mirror images
+                source = quantize_int8(openvino_core().read_model(str(source)), torch.cat([crops, crops.flip(-1)]))
+            return _runner_call(OpenVinoModel(source, model.config, precision=precision, threads=threads))
+
+        return build
+
+    def onnx() -> Callable[[torch.Tensor], Any]:
+        path = cached_onnx_export(model, network, workdir / "cache")
+        return _runner_call(OnnxRuntimeModel(path, model.config, threads=threads))
+
+    def v(name: str, description: str, kind: str = "fp32") -> VariantResult:
+        return VariantResult(f"{network}/{name}", description, network=network, kind=kind)
+
+    variants = [
+        (v("eager_fp32", "eager fp32"), lambda: _runner_call(TorchRunner(model))),
+        (v("openvino_fp32", "OpenVINO fp32 (precision hint f32)"), openvino("fp32")),
+        (v("onnxruntime_fp32", "ONNX Runtime fp32"), onnx),
+    ]
+    if native_bf16 or full:
+        variants.append((v("openvino_bf16", "OpenVINO, precision hint bf16", "reduced"), openvino("bf16")))
+    if full:
+        variants += [
+            (v("channels_last_fp32", "channels-last fp32"),
+             lambda: _runner_call(TorchRunner(model, channels_last=True))),
+            (v("bf16_autocast_channels_last", "bf16 autocast + channels-last", "reduced"),
+             lambda: _runner_call(TorchRunner(model, autocast_dtype=torch.bfloat16, channels_last=True))),
+            (v("openvino_int8", "OpenVINO static int8 (NNCF, calibrated on face crops)", "reduced"), openvino("int8")),
+        ]  # fmt: skip
+        if compile:
+            compiled = lambda: _runner_call(TorchRunner(model, compile=True))  # noqa: E731
+            variants.append((v("compile_fp32", "torch.compile fp32"), compiled))
+    return variants
 
 
 def run_benchmark(
@@ -106,221 +252,327 @@ def run_benchmark(
     faces_dir: str | Path = "../shared/faces",
     batch_sizes: tuple[int, ...] = (1, 32),
     rounds: int = 7,
-    warmup: int = 2,
+    warmup: int = 1,
     include_compile: bool = True,
     threads: int | None = None,
     log: Callable[[str], None] = print,
+    whole_process: bool = True,
+    whole_process_crops: int = 96,
+    latency: bool = True,
 ) -> dict[str, Any]:
     """Measure every variant and return the report (see ``write_report``).
 
     Args:
-        model_dir: a saved CAGE model; ``None`` builds an untrained MaxViT-T at 224 (seed 0).
-        faces_dir: the shared real photos whose face crops measure agreement.
+        model_dir: a saved CAGE model; ``None`` builds untrained networks (seed 0): the default config, the timm
+            TF port and the paper's torchvision trunk. The first network gets every variant (torch variants,
+            OpenVINO fp32/bf16/int8, ONNX Runtime), the others the runtime variants.
+        faces_dir: the shared real photos whose face crops measure agreement (and calibrate int8).
         batch_sizes: batch sizes to time; throughput is images/s, latency is per call in ms.
         rounds: timed calls per variant and batch size (interleaved across variants).
+        whole_process: also time ``cage predict`` vs the authors' script as subprocesses.
+        latency: also time photo -> JSON with detection, batch 1, per path.
     """
-    from .. import CageForExpressionInference
-    from ..inference.loading import load_model_and_processor
-    from ..presets import make_config, make_image_processor
-    from .onnx import OnnxRuntimeModel, export_onnx
+    from .select import cpu_features, installed_runtimes, runtime_candidates
     from .torch_variants import TorchRunner
 
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    if model_dir is None:
-        model = CageForExpressionInference(make_config()).eval()
-        processor = make_image_processor(model.config)
-    else:
-        model, processor = load_model_and_processor(model_dir)
-    size = model.config.image_size
-    crops = _face_crops(processor, Path(faces_dir))
-    log(f"{len(crops)} real face crops from {faces_dir}; image size {size}")
-
-    authors = build_authors_network(model.config.num_outputs)
+    machine = machine_info(threads)
+    log(hardware_line(machine))
+    networks = _networks(model_dir)
     workdir = Path(tempfile.mkdtemp(prefix="cage-bench-"))
+    first_model, first_processor, _ = next(iter(networks.values()))
+    num_labels, num_outputs = first_model.config.num_labels, first_model.config.num_outputs
+    size = first_model.config.image_size
+    authors = build_authors_network(num_outputs)
 
     def authors_call(pixel_values: torch.Tensor) -> Any:
         with torch.no_grad():
             out = authors(pixel_values)
-        return out[:, : model.config.num_labels], out[:, model.config.num_labels :]
+        return out[:, :num_labels], out[:, num_labels:]
 
-    def runner_call(runner: Any) -> Callable[[torch.Tensor], Any]:
-        def call(pixel_values: torch.Tensor) -> Any:
-            out = runner(pixel_values=pixel_values)
-            return out.logits, out.regression
-
-        return call
-
-    trunk_name = f"{model.config.backbone_library} {model.config.backbone}"
-    variants: list[tuple[VariantResult, Callable[[], Callable[[torch.Tensor], Any]], bool]] = [
-        (VariantResult("authors_eager_fp32", "torchvision maxvit_t + authors' head, eager fp32 (reference)"),
-         lambda: authors_call, True),
-        (VariantResult("eager_fp32", f"cage ({trunk_name}), eager fp32"),
-         lambda: runner_call(TorchRunner(model)), True),
-        (VariantResult("channels_last_fp32", "cage, channels-last fp32"),
-         lambda: runner_call(TorchRunner(model, channels_last=True)), True),
-        (VariantResult("bf16_autocast", "cage, bf16 autocast"),
-         lambda: runner_call(TorchRunner(model, autocast_dtype=torch.bfloat16)), False),
-        (VariantResult("bf16_autocast_channels_last", "cage, bf16 autocast + channels-last"),
-         lambda: runner_call(TorchRunner(model, autocast_dtype=torch.bfloat16, channels_last=True)), False),
-        (VariantResult("int8_dynamic_torch", "cage, dynamic int8 Linear layers (torch.ao)"),
-         lambda: runner_call(TorchRunner(model, int8=True)), False),
-    ]  # fmt: skip
-    if include_compile:
-        variants.append(
-            (VariantResult("compile_fp32", "cage, torch.compile fp32"),
-             lambda: runner_call(TorchRunner(model, compile=True)), True)
-        )  # fmt: skip
-
-    def onnx_fp32() -> Callable[[torch.Tensor], Any]:
-        report = export_onnx(model, workdir / "cage.onnx")
-        log(f"ONNX export parity: logits {report.max_abs_diff_logits:.2e}, regression {report.max_abs_diff_regression:.2e}")
-        return runner_call(OnnxRuntimeModel(report.path, model.config, threads=threads))
-
-    def onnx_int8() -> Callable[[torch.Tensor], Any]:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        if not (workdir / "cage.onnx").exists():
-            export_onnx(model, workdir / "cage.onnx")
-        quantize_dynamic(str(workdir / "cage.onnx"), str(workdir / "cage-int8.onnx"), weight_type=QuantType.QInt8)
-        return runner_call(OnnxRuntimeModel(workdir / "cage-int8.onnx", model.config, threads=threads))
-
-    variants.append((VariantResult("onnxruntime_fp32", "cage exported to ONNX, ONNX Runtime fp32"), onnx_fp32, True))
-    variants.append((VariantResult("onnxruntime_int8", "ONNX Runtime, dynamic int8 MatMul"), onnx_int8, False))
-
+    reference = VariantResult("authors_eager_fp32", "torchvision maxvit_t + authors' head, eager fp32 (reference)",
+                              network="authors", kind="reference")  # fmt: skip
+    variants: list[tuple[VariantResult, Callable[[], Callable[[torch.Tensor], Any]]]] = [
+        (reference, lambda: authors_call)
+    ]
     calls: dict[str, Callable[[torch.Tensor], Any]] = {}
-    with torch.no_grad():
-        baseline_logits, baseline_va = runner_call(TorchRunner(model))(crops)
-    for result, build, fp32 in variants:
-        try:
-            call = build()
-            logits, va = call(crops)
-        except Exception as error:  # a variant that cannot run here is reported, not fatal
-            result.error = f"{type(error).__name__}: {error}"
-            log(f"{result.name}: unavailable ({result.error})")
-            continue
-        calls[result.name] = call
-        if result.name != "authors_eager_fp32":
-            result.argmax_agreement = float((logits.argmax(-1) == baseline_logits.argmax(-1)).float().mean())
-            result.max_abs_delta_va = float((va - baseline_va).abs().max())
-            result.max_abs_delta_logits = float((logits - baseline_logits).abs().max())
-            if fp32:
+    num_crops = 0
+    for index, (network, (model, processor, what)) in enumerate(networks.items()):
+        crops = face_crops(processor, faces_dir)
+        num_crops = len(crops)
+        log(f"{network}: {what}; {len(crops)} real face crops from {faces_dir}")
+        with torch.no_grad():
+            base_logits, base_va = _runner_call(TorchRunner(model))(crops)
+        for result, build in _variants(network, model, crops, workdir, threads, index == 0, include_compile):
+            variants.append((result, build))
+            try:
+                call = build()
+                logits, va = call(crops)
+            except Exception as error:  # a variant that cannot run here is reported, not fatal
+                result.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                log(f"{result.name}: unavailable ({result.error})")
+                continue
+            calls[result.name] = call
+            result.argmax_agreement = float((logits.argmax(-1) == base_logits.argmax(-1)).float().mean())
+            result.max_abs_delta_va = float((va - base_va).abs().max())
+            result.max_abs_delta_logits = float((logits - base_logits).abs().max())
+            if result.kind == "fp32":
                 result.passes = max(result.max_abs_delta_va, result.max_abs_delta_logits) <= FP32_DELTA_BAR
             else:
-                result.passes = result.argmax_agreement >= ARGMAX_AGREEMENT_BAR and result.max_abs_delta_va <= VA_DELTA_BAR
-        log(f"{result.name}: ready (agreement {result.argmax_agreement}, max|dVA| {result.max_abs_delta_va})")
+                result.passes = (result.argmax_agreement >= ARGMAX_AGREEMENT_BAR
+                                 and result.max_abs_delta_va <= VA_DELTA_BAR)  # fmt: skip
+            log(f"{result.name}: ready (agreement {result.argmax_agreement}, max|dVA| {result.max_abs_delta_va:.1e})")
+    calls[reference.name] = authors_call
 
     generator = torch.Generator().manual_seed(1)
     for batch in batch_sizes:
         inputs = torch.randn(batch, 3, size, size, generator=generator)
-        for name, call in calls.items():
+        for call in calls.values():
             for _ in range(warmup):
                 call(inputs)
         for round_index in range(rounds):
-            for result, _, _ in variants:
-                if result.name not in calls:
-                    continue
-                start = time.perf_counter()
-                calls[result.name](inputs)
-                result.timings_s.setdefault(str(batch), []).append(time.perf_counter() - start)
+            for result, _ in variants:
+                if result.name in calls:
+                    start = time.perf_counter()
+                    calls[result.name](inputs)
+                    result.timings_s.setdefault(str(batch), []).append(time.perf_counter() - start)
             log(f"batch {batch}: round {round_index + 1}/{rounds} done")
+    calls.clear()
 
-    end_to_end = measure_end_to_end(model, processor, Path(faces_dir), rounds=rounds, log=log)
-    peak_fp32 = measure_peak_matmul_flops(torch.float32)
-    peak_bf16 = measure_peak_matmul_flops(torch.bfloat16)
-    flops_per_image = 2.0 * MAXVIT_T_GMACS * 1e9 * (size / 224) ** 2
-    return {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
-        "model": str(model_dir) if model_dir else f"untrained default MaxViT-T ({trunk_name}), seed 0",
+    # What --runtime auto picks here: the first candidate path whose variant of the first network passes.
+    first = next(iter(networks))
+    names = {("openvino", "fp32"): "openvino_fp32", ("openvino", "bf16"): "openvino_bf16",
+             ("onnx", "fp32"): "onnxruntime_fp32", ("torch", "fp32"): "eager_fp32",
+             ("torch", "bf16"): "bf16_autocast_channels_last"}  # fmt: skip
+    by_name = {result.name: result for result, _ in variants}
+    auto_path = None
+    for path in runtime_candidates(cpu_features(), installed_runtimes()):
+        result = by_name.get(f"{first}/{names[path]}")
+        if result is not None and result.passes and result.timings_s:
+            auto_path = {"runtime": path[0], "precision": path[1], "variant": result.name}
+            break
+
+    report: dict[str, Any] = {
+        "machine": machine,
+        "networks": {name: what for name, (_, _, what) in networks.items()},
         "image_size": size,
-        "num_face_crops": len(crops),
-        "peak_matmul_flops": {"fp32": peak_fp32, "bf16": peak_bf16},
-        "flops_per_image": flops_per_image,
-        "roofline_images_per_s": {"fp32": peak_fp32 / flops_per_image, "bf16": peak_bf16 / flops_per_image},
-        "variants": [asdict(result) for result, _, _ in variants],
-        "end_to_end_ms": end_to_end,
+        "num_face_crops": num_crops,
+        "variants": [asdict(result) for result, _ in variants],
+        "auto_path": auto_path,
         "batch_sizes": list(batch_sizes),
         "rounds": rounds,
     }
+    if latency:
+        report["photo_latency_ms"] = measure_photo_latency(first_model, first_processor, Path(faces_dir),
+                                                           max(rounds, 10), threads, workdir, log)  # fmt: skip
+    if whole_process:
+        report["whole_process"] = measure_whole_process(first_model, first_processor, Path(faces_dir), authors,
+                                                        whole_process_crops, workdir, log)  # fmt: skip
+    peak_fp32 = measure_peak_matmul_flops(torch.float32)
+    peak_bf16 = measure_peak_matmul_flops(torch.bfloat16)
+    flops_per_image = 2.0 * MAXVIT_T_GMACS * 1e9 * (size / 224) ** 2
+    report["peak_matmul_flops"] = {"fp32": peak_fp32, "bf16": peak_bf16}
+    report["flops_per_image"] = flops_per_image
+    report["roofline_images_per_s"] = {"fp32": peak_fp32 / flops_per_image, "bf16": peak_bf16 / flops_per_image}
+    return report
 
 
-def measure_end_to_end(
-    model: Any, processor: Any, faces_dir: Path, rounds: int, log: Callable[[str], None] = print
-) -> dict[str, dict[str, float]]:
-    """Median milliseconds from a photo file to its JSON text (decode, detect, crop, predict, serialise), for
-    ``obama.jpg`` and ``two_people.jpg``, with `cage predict`'s default precision and with forced fp32."""
+def measure_photo_latency(
+    model: Any, processor: Any, faces_dir: Path, rounds: int, threads: int | None, workdir: Path, log: Callable
+) -> dict[str, Any]:
+    """Photo file -> JSON text (decode, dlib detection, crop, predict with batch 1, serialise) for ``obama.jpg``
+    (one face): median and p90 milliseconds per path, and which path ``cage webcam`` (``--runtime auto``,
+    compiled for latency) picks here."""
     from ..inference.predict import predict_paths
     from ..pipeline_cage import FaceExpressionAnalyzer
+    from .select import installed_runtimes, load_runner, runtime_candidates, cpu_features
 
-    results: dict[str, dict[str, float]] = {}
-    analyzers = {
-        precision: FaceExpressionAnalyzer(model, processor, device="cpu", precision=precision)
-        for precision in ("auto", "fp32")
-    }
-    for name in ("obama.jpg", "two_people.jpg"):
-        path = faces_dir / name
-        if not path.is_file():
+    photo = faces_dir / "obama.jpg"
+    cache = workdir / "cache"  # the graphs converted for the throughput runs
+    paths = runtime_candidates(cpu_features(), installed_runtimes())
+    if ("torch", "fp32") in paths and ("torch", "bf16") not in paths:
+        paths.insert(paths.index(("torch", "fp32")), ("torch", "bf16"))  # measured even where not native
+    results: dict[str, Any] = {"photo": photo.name, "paths": {}}
+    for runtime, precision in paths:
+        key = f"{runtime} {precision}"
+        try:
+            runner, _, used = load_runner(model, runtime, precision, latency=True, threads=threads, cache_dir=cache)
+            analyzer = FaceExpressionAnalyzer(runner, processor, detector="dlib", device="cpu", batch_size=1,
+                                              precision=used)  # fmt: skip
+        except Exception as error:  # reported, not fatal
+            results["paths"][key] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
             continue
-        for precision, analyzer in analyzers.items():
-            times = []
-            for index in range(rounds + 1):
-                start = time.perf_counter()
-                json.dumps([result.to_dict() for result in predict_paths(analyzer, [path])])
-                if index:  # the first call warms up
-                    times.append(time.perf_counter() - start)
-            key = f"{precision} ({analyzer.precision})"
-            results.setdefault(name, {})[key] = 1000.0 * statistics.median(times)
-        log(f"end to end {name}: {results[name]}")
+        times = []
+        for index in range(rounds + 1):
+            start = time.perf_counter()
+            json.dumps([result.to_dict() for result in predict_paths(analyzer, [photo])])
+            if index:  # the first call warms up
+                times.append(time.perf_counter() - start)
+        times.sort()
+        results["paths"][key] = {
+            "median_ms": 1000 * statistics.median(times),
+            "p90_ms": 1000 * times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))],
+        }
+        log(f"photo -> JSON, {key}: {results['paths'][key]}")
+    _, runtime, precision = load_runner(model, latency=True, threads=threads, cache_dir=cache)
+    results["webcam_auto"] = f"{runtime} {precision}"
+    timed = {k: v["median_ms"] for k, v in results["paths"].items() if "median_ms" in v}
+    results["lowest_latency"] = min(timed, key=timed.get) if timed else None
     return results
 
 
+AUTHORS_SCRIPT = '''"""Emulation of the CAGE authors' inference: torchvision maxvit_t + their head, eager fp32."""
+import glob, json, sys
+import torch
+from PIL import Image
+from torch import nn
+from torchvision import transforms
+from torchvision.models import maxvit_t
+
+folder, weights, num_labels = sys.argv[1], sys.argv[2], int(sys.argv[3])
+state = torch.load(weights, weights_only=True)
+net = maxvit_t()
+net.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(512), nn.Linear(512, 512),
+                               nn.Tanh(), nn.Linear(512, state["classifier.5.weight"].shape[0], bias=False))
+net.load_state_dict(state)
+net.eval()
+transform = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor(),
+                                transforms.Normalize(MEAN, STD)])
+files = sorted(glob.glob(folder + "/*.jpg"))
+with torch.no_grad():
+    for start in range(0, len(files), 32):
+        batch = files[start:start + 32]
+        out = net(torch.stack([transform(Image.open(f).convert("RGB")) for f in batch]))
+        for name, row in zip(batch, out):
+            print(json.dumps({"file": name, "expression": int(row[:num_labels].argmax()),
+                              "valence": float(row[num_labels]), "arousal": float(row[num_labels + 1])}))
+'''
+
+
+def measure_whole_process(
+    model: Any, processor: Any, faces_dir: Path, authors: torch.nn.Module, count: int, workdir: Path, log: Callable
+) -> dict[str, Any]:
+    """Wall-clock seconds of two subprocesses on ``count`` face crops (224 px JPEGs made from the shared photos'
+    faces, mirrored and cycled), start-up included: ``cage predict DIR --detector none --batch-size 32`` with
+    its defaults (``--runtime auto``) on ``model`` saved as a folder, and the authors' script (eager fp32,
+    batch 32, weights loaded from a state dict). The first cage run converts the model into the cache and is
+    reported apart; then the two alternate, ``rounds`` = 2 each, medians compared."""
+    from ..model_folder import save_model_folder
+
+    crops_dir = workdir / "crops"
+    crops_dir.mkdir(exist_ok=True)
+    faces = _detected_crops(processor, faces_dir)
+    for index in range(count):
+        face = faces[index % len(faces)].resize((224, 224))
+        if (index // len(faces)) % 2:
+            face = face.transpose(0)  # mirror every other cycle
+        face.save(crops_dir / f"face_{index:03d}.jpg", quality=95)
+    model_dir = save_model_folder(model, processor, workdir / "model")
+    weights = workdir / "authors.pt"
+    torch.save(authors.state_dict(), weights)
+    script = workdir / "authors_inference.py"
+    script.write_text(AUTHORS_SCRIPT.replace("MEAN", repr(IMAGENET_MEAN)).replace("STD", repr(IMAGENET_STD)))
+    env = {**os.environ, "CAGE_CACHE": str(workdir / "whole-process-cache"), "HF_HUB_OFFLINE": "1"}  # cold
+    src = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    commands = {
+        "authors": [sys.executable, str(script), str(crops_dir), str(weights), str(model.config.num_labels)],
+        "cage": [sys.executable, "-m", "cage", "predict", str(crops_dir), "--model", str(model_dir), "--detector",
+                 "none", "--batch-size", "32", "--format", "jsonl", "--no-progress"],
+    }  # fmt: skip
+
+    def timed(name: str) -> float:
+        start = time.perf_counter()
+        done = subprocess.run(commands[name], capture_output=True, text=True, env=env)
+        elapsed = time.perf_counter() - start
+        lines = done.stdout.strip().splitlines()
+        if done.returncode != 0 or len(lines) != count:
+            raise RuntimeError(f"{name} failed (exit {done.returncode}, {len(lines)} lines): {done.stderr[-500:]}")
+        return elapsed
+
+    result: dict[str, Any] = {"crops": count, "first_cage_run_s": timed("cage")}
+    log(f"whole process: first cage run (converts into the cache) {result['first_cage_run_s']:.1f} s")
+    times: dict[str, list[float]] = {"authors": [], "cage": []}
+    for _ in range(2):
+        for name in ("authors", "cage"):
+            times[name].append(timed(name))
+    result.update({f"{name}_s": statistics.median(values) for name, values in times.items()})
+    result["ratio"] = result["authors_s"] / result["cage_s"]
+    startup = [sys.executable, "-m", "cage", "--help"]
+    start = time.perf_counter()
+    subprocess.run(startup, capture_output=True, env=env, check=True)
+    result["cage_help_s"] = time.perf_counter() - start
+    log(f"whole process: authors {result['authors_s']:.1f} s, cage {result['cage_s']:.1f} s -> {result['ratio']:.2f}x")
+    return result
+
+
 def markdown_table(report: dict[str, Any]) -> str:
-    """The report as a Markdown table: ratios to the reference first, absolute numbers for this machine."""
+    """The report as Markdown: the hardware line, the variant table (ratios to the reference first), the auto
+    choice, the whole-process ratio and the photo latency per path."""
     variants = [VariantResult(**v) for v in report["variants"]]
-    reference = next(v for v in variants if v.name == "authors_eager_fp32")
+    reference = next(v for v in variants if v.kind == "reference")
     batches = report["batch_sizes"]
     big = max(batches)
-    header = (
-        f"| variant | x reference @{big} | images/s @{big} | images/s @1 | latency @1 median / p90 (ms) "
-        f"| argmax agreement | max abs dVA | passes | % bf16 roofline @{big} |"
+    ref_tp = reference.throughput(big)
+    lines = [hardware_line(report["machine"]), ""]
+    lines.append(
+        f"| variant | x authors @{big} | images/s @{big} | images/s @1 | latency @1 median / p90 (ms) "
+        f"| argmax agreement | max abs dVA | passes | % fp32 / bf16 roofline @{big} |"
     )
-    lines = [header, "|" + "---|" * 9]
-    roofline = report["roofline_images_per_s"]["bf16"]
+    lines.append("|" + "---|" * 9)
+    roofline = report["roofline_images_per_s"]
     for v in variants:
         if v.error:
-            lines.append(f"| {v.name} | unavailable: {v.error[:60]} | | | | | | | |")
+            lines.append(f"| {v.name} | unavailable: {v.error[:70]} | | | | | | | |")
             continue
         tp, tp1 = v.throughput(big), v.throughput(1) if 1 in batches else None
-        ratio = tp / reference.throughput(big) if reference.throughput(big) else float("nan")
+        ratio = tp / ref_tp if ref_tp and tp else float("nan")
         agreement = "reference" if v.argmax_agreement is None else f"{100 * v.argmax_agreement:.0f} %"
         delta = "" if v.max_abs_delta_va is None else f"{v.max_abs_delta_va:.1e}"
         passes = "" if v.passes is None else ("yes" if v.passes else "no")
         lat = f"{v.latency_ms(1, 0.5):.0f} / {v.latency_ms(1, 0.9):.0f}" if tp1 else ""
         lines.append(
             f"| {v.name} | {ratio:.2f} | {tp:.2f} | {tp1 or float('nan'):.2f} | {lat} | {agreement} | {delta} "
-            f"| {passes} | {100 * tp / roofline:.0f} % |"
+            f"| {passes} | {100 * tp / roofline['fp32']:.0f} % / {100 * tp / roofline['bf16']:.0f} % |"
         )
-    peaks = report["peak_matmul_flops"]
-    if report.get("end_to_end_ms"):
+    lines.append("")
+    auto = report.get("auto_path")
+    if auto:
+        chosen = next(v for v in variants if v.name == auto["variant"])
+        lines.append(
+            f"**Default path** (`--runtime auto` here): {auto['runtime']} {auto['precision']} = `{auto['variant']}`: "
+            f"**{chosen.throughput(big) / ref_tp:.2f}x** the authors' eager fp32 at batch {big}."
+        )
+    whole = report.get("whole_process")
+    if whole:
+        lines.append(
+            f"**Whole process** ({whole['crops']} face crops, start-up included; medians of 2 alternating runs): "
+            f"authors' script {whole['authors_s']:.1f} s, `cage predict DIR --detector none --batch-size 32` "
+            f"{whole['cage_s']:.1f} s: **{whole['ratio']:.2f}x**. First cage run (converts the model into the "
+            f"cache once): {whole['first_cage_run_s']:.1f} s. `cage --help`: {whole['cage_help_s']:.2f} s."
+        )
+    latency = report.get("photo_latency_ms")
+    if latency:
+        lines += ["", f"| photo -> JSON, dlib detection, one face ({latency['photo']}), batch 1 | median (ms) | "
+                  "p90 (ms) |", "|---|---|---|"]  # fmt: skip
+        for key, row in latency["paths"].items():
+            if "error" in row:
+                lines.append(f"| {key} | unavailable: {row['error'][:70]} | |")
+            else:
+                lines.append(f"| {key} | {row['median_ms']:.0f} | {row['p90_ms']:.0f} |")
         lines.append("")
-        lines.append("| end to end: photo file -> JSON (detection included) | " + " | ".join(
-            f"`cage predict` precision {key}" for key in next(iter(report["end_to_end_ms"].values()))) + " |")
-        lines.append("|---|" + "---|" * len(next(iter(report["end_to_end_ms"].values()))))
-        for name, row in report["end_to_end_ms"].items():
-            lines.append(f"| {name} | " + " | ".join(f"{ms:.0f} ms" for ms in row.values()) + " |")
+        lines.append(f"`cage webcam` (`--runtime auto`, compiled for latency) uses {latency['webcam_auto']}; the "
+                     f"lowest median latency measured: {latency['lowest_latency']}.")  # fmt: skip
+    peaks = report["peak_matmul_flops"]
     lines.append("")
     lines.append(
         f"Peak matmul: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; "
         f"MaxViT-T needs {report['flops_per_image'] / 1e9:.1f} GFLOP per image, so the roofline is "
-        f"{report['roofline_images_per_s']['fp32']:.1f} images/s (fp32) and {roofline:.1f} images/s (bf16). "
-        f"{report['num_face_crops']} real face crops for agreement; {report['rounds']} interleaved rounds; "
-        f"{report['machine']['torch_threads']} threads; model: {report['model']}."
+        f"{roofline['fp32']:.1f} images/s (fp32) and {roofline['bf16']:.1f} images/s (bf16). "
+        f"{report['num_face_crops']} real face crops for agreement; {report['rounds']} interleaved rounds. Networks: "
+        + "; ".join(f"{name} = {what}" for name, what in report["networks"].items())
+        + ". Random weights (seed 0)."
     )
     return "\n".join(lines)
 

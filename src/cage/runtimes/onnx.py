@@ -109,15 +109,11 @@ def cached_onnx_export(model: torch.nn.Module, source: str | Path, cache_dir: st
         RuntimeError: the export does not match PyTorch to 1e-4 (the file is not kept); ``source`` names
             the model in the message.
     """
-    import hashlib
     import os
 
-    digest = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    root = Path(cache_dir or os.environ.get("CAGE_CACHE") or Path.home() / ".cache" / "cage") / "onnx"
-    path = root / f"{digest.hexdigest()[:24]}.onnx"
+    from .cache import cache_root, model_digest
+
+    path = cache_root(cache_dir) / "onnx" / f"{model_digest(model)}.onnx"
     if path.is_file():
         return path
     scratch = path.with_suffix(f".{os.getpid()}.tmp.onnx")

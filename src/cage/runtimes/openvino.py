@@ -1,0 +1,144 @@
+"""Run a CAGE network with OpenVINO on the CPU: fp32 (exact), bf16 (inference precision hint, where the CPU has
+native bf16) and static int8 (NNCF post-training quantisation calibrated on face crops).
+
+OpenVINO is a dependency of cage; int8 quantisation also needs ``nncf`` (``pip install 'cage[int8]'``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+MISSING = "the OpenVINO runtime needs the openvino package: pip install openvino"
+PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8 graphs keep f32 between int8 layers
+
+
+def _openvino() -> Any:
+    try:
+        import openvino
+    except ImportError as error:
+        raise ImportError(MISSING) from error
+    return openvino
+
+
+def openvino_core() -> Any:
+    """An ``openvino.Core`` (raises ImportError with the install command when openvino is missing)."""
+    return _openvino().Core()
+
+
+def runtime_version() -> str | None:
+    """OpenVINO's version string, or ``None`` when it is not installed."""
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return openvino.get_version()
+
+
+def convert_to_openvino(model: torch.nn.Module) -> Any:
+    """Convert a CAGE model to an ``openvino.Model`` with inputs ``pixel_values`` ``(batch, 3, S, S)`` (dynamic
+    batch) and outputs ``logits``, ``regression``. Tracing MaxViT-T takes about a minute on 2 cores: use
+    [`cached_openvino_model`] to do it once."""
+    from .onnx import _OutputsAsTuple
+
+    ov = _openvino()
+    size = int(model.config.image_size)
+    with torch.no_grad():
+        converted = ov.convert_model(
+            _OutputsAsTuple(model).eval(),
+            example_input=torch.zeros(1, 3, size, size),
+            input=[ov.PartialShape([-1, 3, size, size])],
+        )
+    converted.inputs[0].get_tensor().set_names({"pixel_values"})
+    for output, name in zip(converted.outputs, ("logits", "regression")):
+        output.get_tensor().set_names({name})
+    return converted
+
+
+def quantize_int8(converted: Any, calibration: torch.Tensor, subset_size: int = 300) -> Any:
+    """Static int8 post-training quantisation of an ``openvino.Model`` with NNCF, calibrated on
+    ``calibration`` ``(N, 3, S, S)`` preprocessed face crops (``nncf.quantize``, transformer model type)."""
+    try:
+        import nncf
+    except ImportError as error:
+        raise ImportError("int8 quantisation needs nncf: pip install 'cage[int8]'") from error
+    batches = [calibration[i : i + 1].numpy() for i in range(len(calibration))]
+    return nncf.quantize(
+        converted,
+        nncf.Dataset(batches),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=min(subset_size, len(batches)),
+    )
+
+
+def cached_openvino_model(model: torch.nn.Module, cache_dir: str | Path | None = None) -> Path:
+    """The OpenVINO IR (``.xml`` + ``.bin``) of ``model`` from the cache, converting it on first use.
+
+    The key is a hash of the weights and config (see ``cache.model_digest``) and OpenVINO's version; files live
+    under ``cache_dir`` (default ``$CAGE_CACHE`` or ``~/.cache/cage``) in ``openvino/``.
+    """
+    from .cache import cache_root, model_digest
+
+    ov = _openvino()
+    root = cache_root(cache_dir) / "openvino"
+    path = root / f"{model_digest(model, ov.get_version())}.xml"
+    if path.is_file() and path.with_suffix(".bin").is_file():
+        return path
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f"{path.stem}.{os.getpid()}.tmp.xml")
+    ov.save_model(convert_to_openvino(model), str(scratch), compress_to_fp16=False)
+    scratch.with_suffix(".bin").replace(path.with_suffix(".bin"))
+    scratch.replace(path)
+    return path
+
+
+class OpenVinoModel:
+    """Run a CAGE network with OpenVINO on the CPU behind the model's calling convention.
+
+    Args:
+        source: an ``openvino.Model``, or the ``.xml`` IR file written by [`cached_openvino_model`].
+        config: the model's ``CageConfig`` (labels, regression targets; read by the pipeline).
+        precision: ``"fp32"`` (exact; OpenVINO's default on CPUs with native bf16 is bf16, so it is set
+            explicitly), ``"bf16"`` (inference precision hint bf16; emulated and slow without AVX512-BF16/AMX)
+            or ``"int8"`` (``source`` is a quantised graph; see [`quantize_int8`]).
+        threads: inference threads (default: OpenVINO's choice, one per physical core).
+        latency: compile for the lowest latency of one request (webcam, batch 1) instead of throughput.
+
+    ``__call__(pixel_values)`` takes ``(B, 3, S, S)`` float32 (torch or NumPy) and returns a ``CageOutput``
+    with CPU float32 tensors ``logits`` ``(B, num_labels)`` and ``regression`` ``(B, R)``.
+
+    Raises:
+        ImportError: openvino is not installed (the message says how to install it).
+        ValueError: unknown precision.
+    """
+
+    def __init__(
+        self, source: Any, config: Any, precision: str = "fp32", threads: int | None = None, latency: bool = False
+    ):
+        if precision not in PRECISION_HINTS:
+            raise ValueError(f"OpenVINO precision must be one of {tuple(PRECISION_HINTS)}, got {precision!r}")
+        ov = _openvino()
+        core = ov.Core()
+        properties = {
+            "INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
+            "PERFORMANCE_HINT": "LATENCY" if latency else "THROUGHPUT",
+        }
+        if threads:
+            properties["INFERENCE_NUM_THREADS"] = int(threads)
+        network = core.read_model(str(source)) if isinstance(source, (str, Path)) else source
+        self.compiled = core.compile_model(network, "CPU", properties)
+        self.config = config
+        self.precision = precision
+        self.runtime = "openvino"
+
+    def __call__(self, pixel_values: Any = None, **_: Any) -> Any:
+        from ..modeling_cage import CageOutput
+
+        array = pixel_values.detach().cpu().numpy() if isinstance(pixel_values, torch.Tensor) else pixel_values
+        result = self.compiled(np.ascontiguousarray(array, dtype=np.float32))
+        logits, regression = (np.asarray(result[output], dtype=np.float32) for output in self.compiled.outputs)
+        return CageOutput(logits=torch.from_numpy(logits), regression=torch.from_numpy(regression))
