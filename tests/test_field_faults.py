@@ -450,6 +450,10 @@ def test_bad_frames_are_skipped_and_reported_and_the_video_goes_on(cli, tiny_mod
     code, out, err = cli("predict", str(bad), "--model", str(tiny_model_dir), "--detector", "none", "--format", "jsonl")
     assert code == 1
     records = [strict_json(line) for line in out.splitlines()]
+    # The video's per-track summary (issue 15) closes its output: 29 decoded frames of one face, one track.
+    summaries = [r for r in records if "track_summary" in r]
+    assert records[-1] is summaries[-1] and [(t["track_id"], t["frames"]) for t in summaries[0]["track_summary"]] == [(0, 29)]
+    records = [r for r in records if "track_summary" not in r]
     assert len(records) == 30 and [r["frame"] for r in records] == list(range(30))
     assert [r["frame"] for r in records if "error" in r] == [10] and records[10]["time_s"] is None
     assert all(len(r["faces"]) == 1 for r in records if "error" not in r)
@@ -468,6 +472,9 @@ def test_empty_and_short_videos_give_an_error_record(cli, tiny_model_dir, tmp_pa
                          "--format", "jsonl")  # fmt: skip
     assert code == 1
     records = [strict_json(line) for line in out.splitlines()]
+    summaries = [r for r in records if "track_summary" in r]  # per-track summaries close each video (issue 15)
+    assert [r["file"] for r in summaries] == [str(short)]
+    records = [r for r in records if "track_summary" not in r]
     assert records[0]["file"] == str(empty) and records[0]["faces"] == [] and "error" in records[0]
     assert [r["frame"] for r in records[1:10]] == list(range(9)) and all("error" not in r for r in records[1:10])
     assert records[10]["file"] == str(short) and "frame" not in records[10]
