@@ -16,16 +16,14 @@ import textwrap
 
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 
 from safetensors.torch import load_file, save_file
 
 from cage import CageConfig, CageForExpressionInference
-from cage.face_detection_cage import create_face_detector
 from cage.hub import AuthorsCheckpointError, convert_authors_checkpoint
 from cage.hub.authors_checkpoint import AUTHORS_BACKBONE
-from conftest import BLOCK_CAGE_IMPORTS, face_photo
+from conftest import BLOCK_CAGE_IMPORTS, face_crops
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -87,12 +85,7 @@ def face_pixel_values():
     from cage.presets import make_config, make_image_processor
 
     processor = make_image_processor(make_config("affectnet8", image_size=224))
-    detector = create_face_detector("dlib")
-    crops = []
-    for name in ("obama.jpg", "two_people.jpg"):
-        with Image.open(face_photo(name)) as image:
-            image = image.convert("RGB")
-            crops += [processor.crop(image, d.box) for d in detector.detect(image)]
+    crops = face_crops(processor, ["obama.jpg", "two_people.jpg"])
     assert len(crops) == 3
     return processor(crops, return_tensors="pt")["pixel_values"]
 

@@ -13,28 +13,6 @@ from PIL import Image
 from conftest import TINY_BACKBONE, TINY_SIZE, face_photo
 
 
-@pytest.fixture(scope="module")
-def _one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def cli(_one_torch_thread, capsys):
-    from cage.cli import main
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
-
-
 def strict_json(text: str):
     """``json.loads`` that refuses NaN/Infinity, as strict JSON parsers do."""
 

@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-import socket
-import sys
 
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT, face_photo
+from conftest import GRADIO_PANDAS_WARNINGS, REPO_ROOT, face_photo, free_port, load_space_app
 
 gr = pytest.importorskip("gradio", reason="the Space needs the `demo` extra (gradio)")
-# gradio's queue calls pandas options that pandas 3 deprecates; not this project's code.
-GRADIO_PANDAS_WARNINGS = [
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
-]
 pytestmark = GRADIO_PANDAS_WARNINGS
 
 gradio_client = pytest.importorskip("gradio_client")
 
 SPACE_DIR = REPO_ROOT / "spaces_app"
-
-
-def load_space_app():
-    """spaces_app/app.py as the module ``space_app`` (a Space is a folder, not a package)."""
-    if "space_app" in sys.modules:
-        return sys.modules["space_app"]
-    spec = importlib.util.spec_from_file_location("space_app", SPACE_DIR / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["space_app"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -166,8 +166,8 @@ def annotate(
         label = f"{index + 1} {label}".strip() if numbered else label
         draw.rectangle((x, y, x + w, y + h), outline=colour, width=thickness)
         text_y = max(0, y - size - 4)
-        label_box = (x, text_y, x + max(w, size * len(label) // 2 + 6), text_y + size + 4)
-        draw.rectangle(label_box, fill=colour if colours else (0, 0, 0))
+        text_right = draw.textbbox((x + 3, text_y + 1), label, font=font)[2] + 3 if label else x
+        draw.rectangle((x, text_y, max(x + w, text_right), text_y + size + 4), fill=colour if colours else (0, 0, 0))
         draw.text((x + 3, text_y + 1), label, fill=(255, 255, 255), font=font)
         bar_height, bar_y = size + 2, y + h + 2
         for name in ("valence", "arousal", "dominance"):
