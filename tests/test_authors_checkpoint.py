@@ -45,6 +45,11 @@ REMOTE_SCRIPT = BLOCK_CAGE_IMPORTS + textwrap.dedent(
 )
 
 
+# The authors' network is built here, in the test, as their train.py builds it, and not with the library's
+# `cage.runtimes.benchmark.build_authors_network` (the benchmark's speed reference): the conversion under test
+# must match an independent reading of their code, including the valence-arousal head's Dropout (which shifts
+# the output layer to classifier.6) and non-trivial norm statistics that the library's builder has no need for.
+# This is the one test-side copy; other tests that need the authors' network should use these functions.
 def _randomised_maxvit_t(seed: int) -> nn.Module:
     """torchvision maxvit_t with its ImageNet classifier; every parameter and BN statistic random."""
     torch.manual_seed(seed)

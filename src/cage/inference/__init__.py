@@ -2,7 +2,7 @@
 
 from .api import ExpressionAnalyzer
 from .loading import ModelLoadError, load_analyzer, load_model_and_processor
-from .predict import ImageResult, load_boxes, predict_inputs, predict_paths, predict_video
+from .predict import ImageResult, load_boxes, predict_paths, predict_video
 
 __all__ = [
     "ExpressionAnalyzer",
@@ -11,7 +11,6 @@ __all__ = [
     "load_analyzer",
     "load_boxes",
     "load_model_and_processor",
-    "predict_inputs",
     "predict_paths",
     "predict_video",
 ]
