@@ -262,7 +262,7 @@ def assert_same_records(got: list[dict], want: list[dict], tolerance: float = 1e
             assert a[key] == pytest.approx(b[key], abs=tolerance)
 
 
-def test_pipeline_batch_size_gives_the_batch_size_1_records(_one_torch_thread, tiny_model_dir, coffee_image):
+def test_pipeline_batch_size_gives_the_batch_size_1_records(one_torch_thread, tiny_model_dir, coffee_image):
     from transformers import pipeline
 
     from cage import ExpressionAnalyzer

@@ -128,27 +128,6 @@ def test_boxes_and_plot_markers_share_colours(app):
     assert set(app.QUADRANTS) <= texts and set(app.AFFECTNET_REFERENCE_POINTS) <= texts
 
 
-def test_smoother_is_an_exponential_moving_average_in_time(app):
-    smoother = app.AffectSmoother(time_constant_s=1.0, trace_s=5.0, reset_after_s=2.0)
-    assert smoother.update(0.0, 1.0, -1.0) == (1.0, -1.0)
-    valence, arousal = smoother.update(1.0, 0.0, 0.0)
-    assert valence == pytest.approx(math.exp(-1.0)) and arousal == pytest.approx(-math.exp(-1.0))
-    # Two half-second frames of the same input move it exactly as far as one one-second frame.
-    halves = app.AffectSmoother(time_constant_s=1.0)
-    halves.update(0.0, 1.0, 1.0)
-    halves.update(0.5, 0.0, 0.0)
-    assert halves.update(1.0, 0.0, 0.0) == pytest.approx((math.exp(-1.0), math.exp(-1.0)))
-    for second in range(2, 9):
-        smoother.update(float(second), 0.0, 0.0)
-    assert [round(t) for t, _, _ in smoother.trace] == [3, 4, 5, 6, 7, 8]  # the last 5 s
-    assert len(smoother.trace_points()) == 6
-    smoother.miss(9.0)
-    assert smoother.value is not None  # a short gap keeps the average
-    smoother.miss(10.5)
-    assert smoother.value is None and smoother.trace_points() == []
-    assert smoother.update(11.0, -0.5, 0.25) == (-0.5, 0.25)  # restarts from the next face
-
-
 def test_live_frames_are_smoothed_and_rate_bounded(app, tiny_model_dir):
     state = app.load_model(str(tiny_model_dir))
     frame = Image.open(face_photo("obama.jpg"))
