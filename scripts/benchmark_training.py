@@ -32,15 +32,10 @@ def cage_model(image_size: int, backbone: str) -> nn.Module:
 
 
 def authors_model() -> nn.Module:
-    """torchvision's maxvit_t with the CAGE head as the authors build it (classifier replaced)."""
-    from torchvision.models import maxvit_t
+    """torchvision's maxvit_t with the CAGE head as the authors build it: the runtime benchmark's reference."""
+    from cage.runtimes.benchmark import build_authors_network
 
-    model = maxvit_t(weights=None)
-    model.classifier = nn.Sequential(
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(512), nn.Linear(512, 512), nn.Tanh(),
-        nn.Linear(512, NUM_LABELS + 2, bias=False),
-    )  # fmt: skip
-    return model
+    return build_authors_network(NUM_LABELS + 2)
 
 
 def cage_step(model, optimizer, images, labels, targets):

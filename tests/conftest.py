@@ -87,3 +87,78 @@ def pytest_ignore_collect(collection_path, config):
     ):
         return True
     return None
+
+
+# Helpers shared by several test files: one copy each (issue 16). Fixtures are found by pytest; the plain
+# functions and constants are imported (`from conftest import free_port`), like `face_photo` above.
+
+# gradio's queue calls pandas options that pandas 3 deprecates; not this project's code.
+GRADIO_PANDAS_WARNINGS = [
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch at one intra-op thread for a module's tests, restored afterwards: on a loaded 2-core machine two
+    intra-op threads make the tiny models about 10x slower than one."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def cli(one_torch_thread, capsys):
+    """``cli(*args) -> (exit code, stdout, stderr)``: ``cage.cli.main`` run in this process (the console
+    script's code path minus interpreter start-up), its output captured."""
+    from cage.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (the OS's choice), for a server a test starts."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def face_crops(processor, names) -> list:
+    """Face crops of the shared photos ``names`` (in order; within a photo, the faces left to right): each photo
+    opened as RGB (no EXIF transpose), faces found by the dlib detector, cropped by ``processor.crop``."""
+    from PIL import Image
+
+    from cage.face_detection_cage import create_face_detector
+
+    detector = create_face_detector("dlib")
+    crops = []
+    for name in names:
+        with Image.open(face_photo(name)) as image:
+            image = image.convert("RGB")
+            crops += [processor.crop(image, detection.box) for detection in detector.detect(image)]
+    return crops
+
+
+def load_space_app():
+    """spaces_app/app.py as the module ``space_app`` (a Space is a folder, not a package), imported once."""
+    import importlib.util
+    import sys
+
+    if "space_app" in sys.modules:
+        return sys.modules["space_app"]
+    spec = importlib.util.spec_from_file_location("space_app", REPO_ROOT / "spaces_app" / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["space_app"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

@@ -97,29 +97,8 @@ def test_console_script_is_installed():
     assert shutil.which("cage") or Path(sys.executable).with_name("cage").exists()
 
 
-# In-process runs of `cage.cli.main` below: the same code path as the console script, minus interpreter start-up.
-
-
-@pytest.fixture(scope="module")
-def _one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two intra-op threads on a loaded 2-core machine are ~10x slower
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def cli(_one_torch_thread, capsys):
-    from cage.cli import main
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
+# In-process runs of `cage.cli.main` below (conftest's `cli` fixture): the same code path as the console script,
+# minus interpreter start-up.
 
 
 def test_folder_with_broken_files_reports_each_and_processes_the_rest(cli, tiny_model_dir, tmp_path):

@@ -8,22 +8,16 @@ import sys
 
 import pytest
 import torch
-from PIL import Image
 
 pytest.importorskip("onnxruntime")
 
-from cage.face_detection_cage import create_face_detector  # noqa: E402
 from cage.inference.loading import load_model_and_processor  # noqa: E402
 from cage.runtimes import OnnxRuntimeModel, export_onnx  # noqa: E402
-from conftest import face_photo  # noqa: E402
+from conftest import face_crops  # noqa: E402
 
 
 def _crops(processor) -> torch.Tensor:
-    detector = create_face_detector("dlib")
-    crops = []
-    for name in ("two_people.jpg", "obama.jpg", "obama_small.jpg"):
-        image = Image.open(face_photo(name)).convert("RGB")
-        crops += [processor.crop(image, d.box) for d in detector.detect(image)]
+    crops = face_crops(processor, ["two_people.jpg", "obama.jpg", "obama_small.jpg"])
     return processor(crops, return_tensors="pt")["pixel_values"]
 
 

@@ -13,28 +13,6 @@ from PIL import Image
 from conftest import TINY_BACKBONE, TINY_SIZE, face_photo
 
 
-@pytest.fixture(scope="module")
-def _one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def cli(_one_torch_thread, capsys):
-    from cage.cli import main
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
-
-
 def strict_json(text: str):
     """``json.loads`` that refuses NaN/Infinity, as strict JSON parsers do."""
 
@@ -284,7 +262,7 @@ def assert_same_records(got: list[dict], want: list[dict], tolerance: float = 1e
             assert a[key] == pytest.approx(b[key], abs=tolerance)
 
 
-def test_pipeline_batch_size_gives_the_batch_size_1_records(_one_torch_thread, tiny_model_dir, coffee_image):
+def test_pipeline_batch_size_gives_the_batch_size_1_records(one_torch_thread, tiny_model_dir, coffee_image):
     from transformers import pipeline
 
     from cage import ExpressionAnalyzer

@@ -20,13 +20,11 @@ import numpy as np
 import pytest
 import torch
 from huggingface_hub import ModelCard, ModelCardData
-from PIL import Image
 from safetensors.numpy import load_file
 
 from cage.cli import main
-from cage.face_detection_cage import create_face_detector
 from cage.hub import HubPushError, push_model_folder, stage_model_folder
-from conftest import BLOCK_CAGE_IMPORTS, TINY_BACKBONE, TINY_SIZE, face_photo
+from conftest import BLOCK_CAGE_IMPORTS, TINY_BACKBONE, TINY_SIZE, face_crops, face_photo
 
 REPO_ID = "cage/maxvit-va"
 # A metrics JSON in the layout `cage evaluate` writes; distinct values so that each can be found in the card.
@@ -174,12 +172,7 @@ def test_staged_repo_loads_by_repo_id_without_cage(staged, tiny_model_dir, tmp_p
 
     model = AutoModel.from_pretrained(tiny_model_dir).eval()
     processor = AutoImageProcessor.from_pretrained(tiny_model_dir)
-    detector = create_face_detector("dlib")
-    crops = []
-    for name in ("obama.jpg", "two_people.jpg"):
-        with Image.open(face_photo(name)) as image:
-            image = image.convert("RGB")
-            crops += [processor.crop(image, d.box) for d in detector.detect(image)]
+    crops = face_crops(processor, ["obama.jpg", "two_people.jpg"])
     for i, crop in enumerate(crops):
         crop.save(tmp_path / f"{i}.png")  # lossless: both processes see the same pixels
     with torch.no_grad():

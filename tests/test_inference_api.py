@@ -23,14 +23,7 @@ PHOTOS = ["32bit.png", "biden.jpg", "obama.jpg", "obama_partial_face.jpg", "obam
 EXPECTED_FACES = {"32bit.png": 1, "biden.jpg": 1, "obama.jpg": 1, "obama_partial_face.jpg": 1,
                   "obama_small.jpg": 1, "two_people.jpg": 2, "coffee.png": 0, "chelsea.png": 0}  # fmt: skip
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # On a loaded 2-core machine two intra-op threads make the tiny model ~10x slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one intra-op thread (2 shared cores)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,7 @@ from PIL import Image
 from safetensors.numpy import load_file
 
 from cage import CageForExpressionInference, CageImageProcessor
-from cage.face_detection_cage import create_face_detector
-from conftest import BLOCK_CAGE_IMPORTS, face_photo
+from conftest import BLOCK_CAGE_IMPORTS, face_crops, face_photo
 
 
 def _non_persistent_buffers(model: torch.nn.Module) -> dict[str, np.ndarray]:
@@ -25,12 +24,7 @@ def _non_persistent_buffers(model: torch.nn.Module) -> dict[str, np.ndarray]:
 
 
 def _real_face_crops(processor: CageImageProcessor) -> list[Image.Image]:
-    detector = create_face_detector("dlib")
-    crops = []
-    for name in ("obama.jpg", "two_people.jpg", "32bit.png"):
-        with Image.open(face_photo(name)) as image:
-            image = image.convert("RGB")
-            crops += [processor.crop(image, d.box) for d in detector.detect(image)]
+    crops = face_crops(processor, ["obama.jpg", "two_people.jpg", "32bit.png"])
     assert len(crops) == 4
     return crops
 

@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-import socket
-import sys
 
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT, face_photo
+from conftest import GRADIO_PANDAS_WARNINGS, REPO_ROOT, face_photo, free_port, load_space_app
 
 gr = pytest.importorskip("gradio", reason="the Space needs the `demo` extra (gradio)")
-# gradio's queue calls pandas options that pandas 3 deprecates; not this project's code.
-GRADIO_PANDAS_WARNINGS = [
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
-]
 pytestmark = GRADIO_PANDAS_WARNINGS
 
 gradio_client = pytest.importorskip("gradio_client")
 
 SPACE_DIR = REPO_ROOT / "spaces_app"
-
-
-def load_space_app():
-    """spaces_app/app.py as the module ``space_app`` (a Space is a folder, not a package)."""
-    if "space_app" in sys.modules:
-        return sys.modules["space_app"]
-    spec = importlib.util.spec_from_file_location("space_app", SPACE_DIR / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["space_app"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -151,27 +126,6 @@ def test_boxes_and_plot_markers_share_colours(app):
     assert all(math.hypot(x, y) == pytest.approx(1.0) for x, y in circle)
     texts = {text.get_text() for text in axes.texts}
     assert set(app.QUADRANTS) <= texts and set(app.AFFECTNET_REFERENCE_POINTS) <= texts
-
-
-def test_smoother_is_an_exponential_moving_average_in_time(app):
-    smoother = app.AffectSmoother(time_constant_s=1.0, trace_s=5.0, reset_after_s=2.0)
-    assert smoother.update(0.0, 1.0, -1.0) == (1.0, -1.0)
-    valence, arousal = smoother.update(1.0, 0.0, 0.0)
-    assert valence == pytest.approx(math.exp(-1.0)) and arousal == pytest.approx(-math.exp(-1.0))
-    # Two half-second frames of the same input move it exactly as far as one one-second frame.
-    halves = app.AffectSmoother(time_constant_s=1.0)
-    halves.update(0.0, 1.0, 1.0)
-    halves.update(0.5, 0.0, 0.0)
-    assert halves.update(1.0, 0.0, 0.0) == pytest.approx((math.exp(-1.0), math.exp(-1.0)))
-    for second in range(2, 9):
-        smoother.update(float(second), 0.0, 0.0)
-    assert [round(t) for t, _, _ in smoother.trace] == [3, 4, 5, 6, 7, 8]  # the last 5 s
-    assert len(smoother.trace_points()) == 6
-    smoother.miss(9.0)
-    assert smoother.value is not None  # a short gap keeps the average
-    smoother.miss(10.5)
-    assert smoother.value is None and smoother.trace_points() == []
-    assert smoother.update(11.0, -0.5, 0.25) == (-0.5, 0.25)  # restarts from the next face
 
 
 def test_live_frames_are_smoothed_and_rate_bounded(app, tiny_model_dir):

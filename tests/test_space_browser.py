@@ -13,18 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import face_photo
-from test_space_app import free_port, load_space_app
+from conftest import GRADIO_PANDAS_WARNINGS, face_photo, free_port, load_space_app
 
 pytest.importorskip("gradio", reason="the Space needs the `demo` extra (gradio)")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs `pip install playwright`")
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# gradio's queue calls pandas options that pandas 3 deprecates; not this project's code.
-GRADIO_PANDAS_WARNINGS = [
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
-]
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium (Debian: apt-get install -y chromium)"),
     *GRADIO_PANDAS_WARNINGS,

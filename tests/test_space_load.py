@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT, face_photo
+from conftest import REPO_ROOT, face_photo, free_port, load_space_app
 
 pytest.importorskip("gradio", reason="the Space needs the `demo` extra (gradio)")
 gradio_client = pytest.importorskip("gradio_client")
@@ -23,12 +23,6 @@ psutil = pytest.importorskip("psutil")
 REQUESTS = 50
 # Resident memory the app process may gain while serving the burst (measured: see README, "Space").
 RSS_GROWTH_LIMIT_MB = 300
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -141,16 +135,11 @@ def test_fifty_concurrent_predict_calls_are_all_answered_right(space_process, lo
 
 
 def test_space_shows_faces_without_prediction_and_offers_detection_sizes(tiny_model_dir, tmp_path):
-    import importlib.util
-
     import torch
 
     from cage.modeling_cage import CageForExpressionInference
 
-    spec = importlib.util.spec_from_file_location("space_app_load", REPO_ROOT / "spaces_app" / "app.py")
-    app = importlib.util.module_from_spec(spec)
-    sys.modules["space_app_load"] = app  # dataclasses look their module up
-    spec.loader.exec_module(app)
+    app = load_space_app()
     model = CageForExpressionInference.from_pretrained(tiny_model_dir)
     with torch.no_grad():
         model.head.output.weight.fill_(float("nan"))

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT, TINY_BACKBONE, TINY_SIZE
+from conftest import REPO_ROOT, TINY_BACKBONE, TINY_SIZE, free_port
 from fixtures_training import write_affectnet_fixture, write_emotic_fixture, write_synthetic_fixture
 from safetensors.torch import load_file
 
@@ -26,23 +25,15 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def in_process():
-    """One thread (the CI machine has 2 shared cores) and a fresh Accelerate state per training run."""
+def in_process(one_torch_thread):
+    """One thread (conftest's `one_torch_thread`: the CI machine has 2 shared cores) and a fresh Accelerate
+    state per training run."""
     from accelerate.state import AcceleratorState, GradientState
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
-    torch.set_num_threads(threads)
 
 
 def _train(**overrides):
@@ -76,7 +67,7 @@ def two_process_model(affectnet_data, tmp_path_factory) -> tuple[Path, subproces
     output = tmp_path_factory.mktemp("two_process") / "model"
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
         str(REPO_ROOT / "scripts" / "train.py"), "--data", str(affectnet_data), "--output-dir", str(output),
         "--backbone", TINY_BACKBONE, "--image-size", str(TINY_SIZE), "--batch-size", "3", "--eval-batch-size", "2",
         "--max-steps", "4", "--random-init", "--num-workers", "0",

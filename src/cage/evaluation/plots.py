@@ -2,6 +2,7 @@
 
 - ``confusion_matrix.png``: row-normalised confusion matrix (true rows, predicted columns), counts annotated.
 - ``circumplex.png``: predicted and true (valence, arousal) on Russell's circumplex, [-1, 1] squared.
+- [`circumplex_figure`]: the same plane with quadrant names and reference points, for live displays (the Space).
 - ``error_cdf.png``: share of predictions within an absolute error, per regression target (the paper's
   cumulative error figure).
 """
@@ -71,6 +72,62 @@ def plot_circumplex(prediction: np.ndarray, target: np.ndarray, path: Path) -> P
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+# Quadrants of the valence/arousal plane (Russell 1980): (x, y) of their names in data coordinates.
+QUADRANTS = {"pleasant\nactivated": (0.72, 1.02), "unpleasant\nactivated": (-0.72, 1.02),
+             "unpleasant\ncalm": (-0.72, -1.02), "pleasant\ncalm": (0.72, -1.02)}  # fmt: skip
+# Where a reference point's name goes: (x, y) offset in points and horizontal alignment; others go right-below.
+# Tuned for the AffectNet-8 medians, whose Contempt, Disgust and Fear would otherwise overlap their neighbours.
+REFERENCE_LABEL_PLACES = {"Contempt": ((-6, 4), "right"), "Disgust": ((-6, -10), "right"), "Fear": ((-6, 4), "right")}
+
+
+def circumplex_figure(
+    points: list[tuple[float, float, str, str]],
+    trace: list[tuple[float, float]] | None = None,
+    reference_points: dict[str, tuple[float, float]] | None = None,
+    trace_colour: str = "#D55E00",
+) -> Any:
+    """Russell's circumplex as a matplotlib ``Figure`` (no pyplot state: safe in server threads): valence on x,
+    arousal on y, the unit circle, quadrant names, grey labelled reference points, one filled marker per point
+    and an optional trace (oldest first, faded).
+
+    Args:
+        points: ``(valence, arousal, colour, label)`` per marker, valence and arousal in [-1, 1].
+        trace: earlier ``(valence, arousal)`` values, oldest first, drawn in ``trace_colour``.
+        reference_points: name -> ``(valence, arousal)``, e.g. ``hub.paper_results.AFFECTNET_CLASS_MEDIANS``.
+
+    Returns:
+        The figure; its one axes holds, in order, the circle line, then a scatter per reference point, the trace
+        (if any), and a scatter per point.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.2, 5.2), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    angles = np.linspace(0, 2 * np.pi, 257)
+    axes.plot(np.cos(angles), np.sin(angles), color="0.6", linewidth=1)
+    axes.axhline(0, color="0.8", linewidth=0.8, zorder=0)
+    axes.axvline(0, color="0.8", linewidth=0.8, zorder=0)
+    for text, (x, y) in QUADRANTS.items():
+        axes.text(x, y, text, ha="center", va="center", fontsize=8, color="0.45", style="italic")
+    for name, (valence, arousal) in (reference_points or {}).items():
+        axes.scatter([valence], [arousal], s=22, color="0.55", marker="D", zorder=2)
+        offset, align = REFERENCE_LABEL_PLACES.get(name, ((5, -10), "left"))
+        axes.annotate(name, (valence, arousal), xytext=offset, textcoords="offset points", ha=align, fontsize=8,
+                      color="0.4")  # fmt: skip
+    if trace and len(trace) > 1:
+        xs, ys = zip(*trace)
+        axes.plot(xs, ys, color=trace_colour, alpha=0.5, linewidth=2, zorder=3)
+        axes.scatter(xs[:-1], ys[:-1], s=10, color=trace_colour, alpha=0.35, zorder=3)
+    for valence, arousal, colour, label in points:
+        axes.scatter([valence], [arousal], s=140, color=colour, edgecolors="white", linewidths=1.5, zorder=4)
+        axes.annotate(label, (valence, arousal), xytext=(7, 6), textcoords="offset points", fontsize=11,
+                      fontweight="bold", color=colour, zorder=5)  # fmt: skip
+    axes.set(xlim=(-1.15, 1.15), ylim=(-1.15, 1.15), aspect="equal", xlabel="valence (unpleasant \u2192 pleasant)",
+             ylabel="arousal (calm \u2192 activated)")  # fmt: skip
+    axes.set_title("Circumplex of affect", fontsize=11)
+    return figure
 
 
 def plot_error_cdf(prediction: np.ndarray, target: np.ndarray, names: list[str], path: Path) -> Path:

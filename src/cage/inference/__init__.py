@@ -12,7 +12,6 @@ _EXPORTS = {
     "load_model_and_processor": "loading",
     "ImageResult": "predict",
     "load_boxes": "predict",
-    "predict_inputs": "predict",
     "predict_paths": "predict",
     "predict_video": "predict",
 }

@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -149,8 +150,29 @@ def _bar(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, height: int, val
     draw.text((x + 2, y), f"{name[0].upper()} {value:+.2f}", fill=(255, 255, 255), font=font)
 
 
-def annotate(image: Image.Image, faces: list[dict[str, Any]]) -> Image.Image:
-    """A copy of RGB ``image`` with each face's box, expression label and valence/arousal bars drawn."""
+def has_prediction(face: dict[str, Any]) -> bool:
+    """Whether a face record carries a prediction: ``False`` for a face whose model output was not finite
+    (``error`` set, values ``None``; see ``pipeline_cage.outputs_to_records``) or without an ``expression``."""
+    return not face.get("error") and face.get("expression") is not None
+
+
+def annotate(
+    image: Image.Image,
+    faces: list[dict[str, Any]],
+    colours: Sequence[str | tuple[int, int, int]] | None = None,
+    numbered: bool = False,
+) -> Image.Image:
+    """A copy of ``image`` (converted to RGB) with each face's box, expression label and valence/arousal bars.
+
+    Args:
+        image: the EXIF-upright image the boxes refer to.
+        faces: face records: ``box`` ``[x, y, w, h]`` in pixels of ``image``; ``expression`` and its
+            ``probabilities`` (the label shows the probability where given); ``valence``/``arousal``/``dominance``
+            in [-1, 1] as bars where not ``None``; ``error``: a face without a prediction ("no prediction").
+        colours: one PIL colour per face (``"#RRGGBB"``, a name or an RGB tuple) for its box and label
+            background; default yellow boxes with black labels.
+        numbered: prefix each label with the face's 1-based position in ``faces`` (``"1 Happy 0.93"``).
+    """
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
     thickness = max(2, round(max(out.size) / 400))
@@ -159,15 +181,19 @@ def annotate(image: Image.Image, faces: list[dict[str, Any]]) -> Image.Image:
         font = ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1
         font = ImageFont.load_default()
-    for face in faces:
+    for index, face in enumerate(faces):
         x, y, w, h = face["box"]
-        draw.rectangle((x, y, x + w, y + h), outline=(255, 200, 0), width=thickness)
-        if face.get("error") or face.get("expression") is None:
+        colour = colours[index] if colours else (255, 200, 0)
+        if not has_prediction(face):
             label = "no prediction" if face.get("error") else ""
         else:
-            label = f"{face['expression']} {face['probabilities'][face['expression']]:.2f}"
+            probability = (face.get("probabilities") or {}).get(face["expression"])
+            label = face["expression"] + ("" if probability is None else f" {probability:.2f}")
+        label = f"{index + 1} {label}".strip() if numbered else label
+        draw.rectangle((x, y, x + w, y + h), outline=colour, width=thickness)
         text_y = max(0, y - size - 4)
-        draw.rectangle((x, text_y, x + max(w, size * len(label) // 2 + 6), text_y + size + 4), fill=(0, 0, 0))
+        text_right = draw.textbbox((x + 3, text_y + 1), label, font=font)[2] + 3 if label else x
+        draw.rectangle((x, text_y, max(x + w, text_right), text_y + size + 4), fill=colour if colours else (0, 0, 0))
         draw.text((x + 3, text_y + 1), label, fill=(255, 255, 255), font=font)
         bar_height, bar_y = size + 2, y + h + 2
         for name in ("valence", "arousal", "dominance"):
@@ -215,4 +241,4 @@ class Annotator:
         return target
 
 
-__all__ = ["FORMATS", "Annotator", "ResultWriter", "annotate", "printable_name"]
+__all__ = ["FORMATS", "Annotator", "ResultWriter", "annotate", "has_prediction", "printable_name"]
