@@ -18,15 +18,7 @@ from conftest import face_photo
 cv2 = pytest.importorskip("cv2")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # On a loaded 2-core machine two intra-op threads make the tiny model ~10x slower than one.
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one intra-op thread
 
 
 FPS = 10.0

@@ -16,14 +16,7 @@ datasets = pytest.importorskip("datasets")
 N_ROWS, BAD_ROW = 13, 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one intra-op thread
 
 
 def _png(image: Image.Image) -> bytes:

@@ -19,14 +19,7 @@ cv2 = pytest.importorskip("cv2")
 FRAMES, GAP = 20, (8, 9)  # frames 8 and 9 show nobody: a 2-frame gap in detection
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one intra-op thread
 
 
 def _head(name: str, box: tuple[int, int, int, int], size: int = 150) -> Image.Image:
