@@ -13,7 +13,7 @@ from PIL import Image
 pytest.importorskip("onnxruntime")
 
 from cage.face_detection_cage import create_face_detector  # noqa: E402
-from cage.inference.loading import load_model_and_processor  # noqa: E402
+from cage.model_folder import load_model_and_processor  # noqa: E402
 from cage.runtimes import OnnxRuntimeModel, export_onnx  # noqa: E402
 from conftest import face_photo  # noqa: E402
 

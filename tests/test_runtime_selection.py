@@ -103,7 +103,7 @@ def test_auto_chooses_by_cpu_flags_and_installed_runtimes():
 
 @pytest.fixture(scope="module")
 def tiny_network_and_crops(tiny_model_dir, tmp_path_factory):
-    from cage.inference import load_model_and_processor
+    from cage.model_folder import load_model_and_processor
 
     model, processor = load_model_and_processor(tiny_model_dir)
     crops = face_crops(processor, FACES_DIR)

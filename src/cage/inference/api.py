@@ -72,13 +72,13 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
             latency: with ``runtime="auto"``/``"openvino"``: compile for one request at a time (webcam).
 
         Raises:
-            cage.inference.ModelLoadError: the model cannot be loaded (message says why).
+            cage.model_folder.ModelLoadError: the model cannot be loaded (message says why).
             ValueError, ImportError, FileNotFoundError: bad device, detector or missing detector files.
         """
-        from .loading import load_model_and_processor
+        from ..model_folder import load_model_and_processor
+        from ..runtimes.select import RUNTIMES
 
         network, processor = load_model_and_processor(model)
-        from ..runtimes.select import RUNTIMES
 
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
@@ -118,4 +118,7 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
         return predict_video(self, path, every=every, fps=fps)
 
 
-__all__ = ["ExpressionAnalyzer"]
+# The name the Space and scripts use: the same function, not another layer.
+load_analyzer = ExpressionAnalyzer.from_pretrained
+
+__all__ = ["ExpressionAnalyzer", "load_analyzer"]

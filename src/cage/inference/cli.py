@@ -156,13 +156,14 @@ def output_path_problem(output: str) -> str | None:
 
 
 def _load(args: argparse.Namespace, command: str):
-    from . import ModelLoadError, load_analyzer
+    from ..model_folder import ModelLoadError
+    from .api import ExpressionAnalyzer
 
     if args.batch_size < 1 or args.every < 1 or (args.fps is not None and args.fps <= 0):
         print(f"cage {command}: --batch-size and --every must be >= 1, --fps > 0", file=sys.stderr)
         return None
     try:
-        return load_analyzer(
+        return ExpressionAnalyzer.from_pretrained(
             args.model,
             detector=args.detector,
             device=args.device,

@@ -166,7 +166,7 @@ def face_crops(processor: Any, faces_dir: str | Path) -> torch.Tensor:
 def _networks(model_dir: str | Path | None) -> dict[str, tuple[Any, Any, str]]:
     """name -> (model, processor, description): the default config, the TF port, the paper's torchvision trunk."""
     from .. import CageForExpressionInference
-    from ..inference.loading import load_model_and_processor
+    from ..model_folder import load_model_and_processor
     from ..presets import make_config, make_image_processor
 
     if model_dir is not None:

@@ -23,7 +23,7 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_export_onnx(args: argparse.Namespace) -> int:
-    from ..inference.loading import ModelLoadError, load_model_and_processor
+    from ..model_folder import ModelLoadError, load_model_and_processor
     from .onnx import FP32_PARITY_TOLERANCE, export_onnx
 
     try:
