@@ -68,7 +68,7 @@ def test_cli_default_agrees_with_forced_fp32_and_onnx(tiny_model_dir, tmp_path, 
 # --- issue 14: runtime choice by CPU flags, parity and agreement of each path, fallback ---------------------
 
 from cage.runtimes import select  # noqa: E402
-from cage.runtimes.benchmark import face_crops  # noqa: E402
+from cage.bench.benchmark import face_crops  # noqa: E402
 from conftest import FACES_DIR  # noqa: E402
 
 AVX2_LAPTOP = select.parse_cpu_flags("laptop", {"sse4_2", "avx", "avx2", "fma"})

@@ -10,7 +10,7 @@
     cage push MODEL_DIR --repo-id ID [--dry-run DIR]      (cage.hub)
     cage convert-authors-checkpoint model.pt --variant V --out DIR   (cage.hub)
     cage export onnx MODEL --out FILE [--dynamic-batch]   (cage.runtimes)
-    cage bench [--model DIR]                              (cage.runtimes)
+    cage bench [--model DIR]                              (cage.bench)
     cage reproduce affectnet|emotic ROOT --out RUN_DIR    (cage.reproduce: prepare -> train x2 -> card -> Hub)
 
 Fast start (``cage --help`` imports neither torch nor transformers; tests/test_cli_startup.py checks it).
@@ -37,12 +37,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .bench.cli import add_bench_parser
 from .data.cli import add_calibrate_parser, add_prepare_parser
 from .evaluation.cli import add_evaluate_parser
 from .hub import cli as hub_cli
 from .inference.cli import add_predict_parser, add_webcam_parser
 from .reproduce import add_reproduce_parser
-from .runtimes.cli import add_bench_parser, add_export_parser
+from .runtimes.cli import add_export_parser
 from .training.cli import add_train_parser
 
 EXIT_OK = 0

@@ -77,8 +77,8 @@ def measure_peak_matmul_flops(dtype: torch.dtype, size: int = 2048, repeats: int
 
 def machine_info(threads: int | None = None) -> dict[str, Any]:
     """CPU name and instruction sets, library versions and thread count: printed with every table."""
-    from .openvino import runtime_version
-    from .select import cpu_features
+    from ..runtimes.openvino import runtime_version
+    from ..runtimes.select import cpu_features
 
     features = cpu_features()
     try:
@@ -200,10 +200,10 @@ def _variants(
     network: str, model: Any, crops: torch.Tensor, workdir: Path, threads: int | None, full: bool, compile: bool
 ) -> list[tuple[VariantResult, Callable[[], Callable[[torch.Tensor], Any]]]]:
     """The variants of one network: (result holder, builder of its call)."""
-    from .onnx import OnnxRuntimeModel, cached_onnx_export
-    from .openvino import OpenVinoModel, cached_openvino_model, openvino_core, quantize_int8
-    from .select import cpu_features
-    from .torch_variants import TorchRunner
+    from ..runtimes.onnx import OnnxRuntimeModel, cached_onnx_export
+    from ..runtimes.openvino import OpenVinoModel, cached_openvino_model, openvino_core, quantize_int8
+    from ..runtimes.select import cpu_features
+    from ..runtimes.torch_variants import TorchRunner
 
     native_bf16 = cpu_features().native_bf16
     converted: dict[str, Any] = {}
@@ -272,8 +272,8 @@ def run_benchmark(
         whole_process: also time ``cage predict`` vs the authors' script as subprocesses.
         latency: also time photo -> JSON with detection, batch 1, per path.
     """
-    from .select import cpu_features, installed_runtimes, runtime_candidates
-    from .torch_variants import TorchRunner
+    from ..runtimes.select import cpu_features, installed_runtimes, runtime_candidates
+    from ..runtimes.torch_variants import TorchRunner
 
     if threads:
         torch.set_num_threads(threads)
@@ -386,7 +386,7 @@ def measure_photo_latency(
     compiled for latency) picks here."""
     from ..inference.predict import predict_paths
     from ..pipeline_cage import FaceExpressionAnalyzer
-    from .select import installed_runtimes, load_runner, runtime_candidates, cpu_features
+    from ..runtimes.select import cpu_features, installed_runtimes, load_runner, runtime_candidates
 
     photo = faces_dir / "obama.jpg"
     cache = workdir / "cache"  # the graphs converted for the throughput runs
