@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..files import output_path_problem
+
 EXIT_OK = 0
 EXIT_INPUT_ERRORS = 1  # some inputs could not be processed; the others were
 EXIT_USAGE = 2
@@ -143,16 +145,6 @@ def add_webcam_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many analysed frames")
     _add_model_options(parser)
     parser.set_defaults(handler=run_webcam)
-
-
-def output_path_problem(output: str) -> str | None:
-    """Why the file ``output`` cannot be written (its folder is missing or it is a folder), or ``None``."""
-    path = Path(output).expanduser()
-    if path.is_dir():
-        return f"--output {output} is a folder; give a file name"
-    if not path.parent.is_dir():
-        return f"--output {output}: the folder {path.parent} does not exist; create it first"
-    return None
 
 
 def _load(args: argparse.Namespace, command: str):
