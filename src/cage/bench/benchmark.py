@@ -33,10 +33,10 @@ from typing import Any
 
 import torch
 
+from ..runtimes import EXACT_TOLERANCE, REDUCED_TOLERANCE
+
 MAXVIT_T_GMACS = 5.6  # multiply-accumulates per 224 x 224 image, in 1e9 (torchvision's maxvit_t model card)
 ARGMAX_AGREEMENT_BAR = 1.0  # reduced precision must agree on every shared crop...
-VA_DELTA_BAR = 0.02  # ...and move valence/arousal by at most this much (issue 8's acceptance bar)
-FP32_DELTA_BAR = 1e-4  # fp32 paths must match eager fp32 to this max |delta| on all outputs
 TF_PORT = {"backbone_library": "timm", "backbone": "maxvit_tiny_tf_224"}
 PAPER_TORCHVISION = {"backbone_library": "torchvision", "backbone": "maxvit_t"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -318,10 +318,10 @@ def run_benchmark(
             result.max_abs_delta_va = float((va - base_va).abs().max())
             result.max_abs_delta_logits = float((logits - base_logits).abs().max())
             if result.kind == "fp32":
-                result.passes = max(result.max_abs_delta_va, result.max_abs_delta_logits) <= FP32_DELTA_BAR
+                result.passes = max(result.max_abs_delta_va, result.max_abs_delta_logits) <= EXACT_TOLERANCE
             else:
                 result.passes = (result.argmax_agreement >= ARGMAX_AGREEMENT_BAR
-                                 and result.max_abs_delta_va <= VA_DELTA_BAR)  # fmt: skip
+                                 and result.max_abs_delta_va <= REDUCED_TOLERANCE)  # fmt: skip
             log(f"{result.name}: ready (agreement {result.argmax_agreement}, max|dVA| {result.max_abs_delta_va:.1e})")
     calls[reference.name] = authors_call
 

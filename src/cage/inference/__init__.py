@@ -1,4 +1,5 @@
-"""Running CAGE models on real input: the analyzer (runner + processor + detector), files, folders and videos, output writers, the Python API.
+"""Running CAGE models on real input: the analyzer (runner + processor + detector),
+files, folders and videos, output writers, the Python API.
 
 Imports are lazy so that the ``cage`` command starts fast (see ``cage.cli``).
 """

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import EXACT_TOLERANCE
+
 
 def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     export = subparsers.add_parser("export", help="export a model to another runtime")
@@ -13,7 +15,8 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         "onnx",
         help="export to ONNX and check parity with PyTorch",
         description="Export a CAGE model to ONNX (input pixel_values; outputs logits, regression) and check "
-        "it against PyTorch fp32 with ONNX Runtime: max |delta| must be <= 1e-4, else the exit code is 1.",
+        f"it against PyTorch fp32 with ONNX Runtime: max |delta| must be <= {EXACT_TOLERANCE:.0e}, else the exit code "
+        "is 1.",
     )
     onnx.add_argument("model", help="model folder or Hub repo id")
     onnx.add_argument("--out", required=True, help="the .onnx file to write")
@@ -24,7 +27,7 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_export_onnx(args: argparse.Namespace) -> int:
     from ..model_folder import ModelLoadError, load_model_and_processor
-    from .onnx import FP32_PARITY_TOLERANCE, export_onnx
+    from .onnx import export_onnx
 
     try:
         model, _ = load_model_and_processor(args.model)
@@ -36,7 +39,7 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
     print(
         f"cage export onnx: wrote {report.path}; parity with PyTorch fp32 {verdict}: max |delta| logits "
         f"{report.max_abs_diff_logits:.2e}, regression {report.max_abs_diff_regression:.2e} "
-        f"(tolerance {FP32_PARITY_TOLERANCE:.0e})",
+        f"(tolerance {EXACT_TOLERANCE:.0e})",
         file=sys.stderr,
     )
     return 0 if report.passed else 1
