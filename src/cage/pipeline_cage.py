@@ -423,10 +423,6 @@ class FaceExpressionAnalyzer:
     def config(self) -> Any:
         return self.model.config
 
-    def detect(self, image: Image.Image) -> list[FaceDetection]:
-        """Faces of an RGB image, left to right; see the detector for box conventions."""
-        return self.detector.detect(image)
-
     @torch.inference_mode()
     def predict_crops(self, crops: Sequence[Image.Image]) -> list[dict[str, Any]]:
         """Predict on already-cropped RGB faces (or persons); one record per crop, in order (see

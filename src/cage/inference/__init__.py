@@ -11,7 +11,6 @@ _EXPORTS = {
     "load_analyzer": "api",
     "ImageResult": "predict",
     "load_boxes": "predict",
-    "predict_inputs": "predict",
     "predict_paths": "predict",
     "predict_video": "predict",
 }

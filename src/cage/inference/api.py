@@ -57,7 +57,8 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
             device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
             batch_size: crops per forward pass.
             detector_model: YuNet's ONNX file.
-            precision: ``"fp32"`` (default, ``DEFAULT_PRECISION``), ``"bf16"`` or ``"auto"`` (bf16 where the hardware has it natively).
+            precision: ``"fp32"`` (default, ``pipeline_cage.DEFAULT_PRECISION``), ``"bf16"`` or ``"auto"`` (bf16
+                where the hardware has it natively).
             runtime: ``"torch"`` (default), ``"onnx"`` (ONNX Runtime, fp32), ``"openvino"`` (OpenVINO; fp32, or
                 bf16 with ``precision="auto"``/``"bf16"`` where the CPU has native bf16) or ``"auto"``: the
                 fastest path for this CPU that passes its check against PyTorch, falling back to the next

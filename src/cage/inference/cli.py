@@ -302,7 +302,9 @@ def run_webcam(args: argparse.Namespace) -> int:
     annotator = Annotator(args.annotate) if args.annotate else None
     name = f"camera:{args.camera}"
     fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-    from .sources import MAX_CONSECUTIVE_FAILURES
+    from .sources import MAX_CONSECUTIVE_FAILURES, FrameSampler
+
+    sampler = FrameSampler(fps=args.fps)  # by the camera's stated frame rate; every frame where it states none
 
     started, index, analysed, faces, lost, failing = time.perf_counter(), 0, 0, 0, 0, 0
     print("cage webcam: running; press Ctrl+C to stop", file=sys.stderr)
@@ -318,7 +320,7 @@ def run_webcam(args: argparse.Namespace) -> int:
             if failing:
                 print(f"cage webcam: {failing} frame(s) could not be read and were skipped", file=sys.stderr)
                 lost, failing = lost + failing, 0
-            if index % args.every == 0 and (args.fps is None or _due(index, fps, args.fps)):
+            if index % args.every == 0 and sampler.keep(index, index / fps if fps > 0 else None):
                 rgb = bgr_to_rgb(frame)
                 result = ImageResult(
                     file=name,
@@ -341,14 +343,6 @@ def run_webcam(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     print(f"cage webcam: {analysed} frames, {faces} faces, {lost} failed, {elapsed:.1f} s", file=sys.stderr)
     return EXIT_INPUT_ERRORS if lost else EXIT_OK
-
-
-def _due(index: int, native_fps: float, fps: float) -> bool:
-    """Whether frame ``index`` starts a new 1/fps interval (every frame when the rate is unknown)."""
-    if native_fps <= 0:
-        return True
-    step = native_fps / fps
-    return int(index / step) != int((index - 1) / step) or index == 0
 
 
 __all__ = ["add_predict_parser", "add_webcam_parser", "run_predict", "run_webcam"]

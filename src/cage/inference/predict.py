@@ -13,9 +13,9 @@ from PIL import Image
 
 from ..image_processing_cage import to_rgb
 from ..pipeline_cage import FaceExpressionAnalyzer, read_image
-from .sources import InputFile, expand_inputs, iter_video_frames
+from .sources import InputFile, iter_video_frames
 
-__all__ = ["ImageResult", "load_boxes", "predict_inputs", "predict_paths", "predict_video", "read_image"]
+__all__ = ["ImageResult", "load_boxes", "predict_paths", "predict_video", "read_image"]
 
 Boxes = Mapping[str, Sequence[Sequence[float]]]
 
@@ -234,19 +234,3 @@ def iter_input_results(
                 yield from _image_items([item.path])
 
     yield from _iter_with_images(analyzer, items(), images_per_batch, boxes)
-
-
-def predict_inputs(
-    analyzer: FaceExpressionAnalyzer,
-    inputs: Iterable[str | os.PathLike],
-    every: int = 1,
-    fps: float | None = None,
-    images_per_batch: int = 8,
-    boxes: Boxes | None = None,
-) -> Iterator[ImageResult]:
-    """Yield results for files, folders (recursive, sorted) and videos (one result per sampled frame).
-
-    Unreadable or missing inputs yield a result with ``error`` set and never stop the others.
-    """
-    for result, _ in iter_input_results(analyzer, expand_inputs(inputs), every, fps, images_per_batch, boxes):
-        yield result
