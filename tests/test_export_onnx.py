@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from cage.inference.loading import load_model_and_processor  # noqa: E402
+from cage.model_folder import load_model_and_processor  # noqa: E402
 from cage.runtimes import OnnxRuntimeModel, export_onnx  # noqa: E402
 from conftest import face_crops  # noqa: E402
 

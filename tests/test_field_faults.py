@@ -156,7 +156,7 @@ def test_prepare_checks_the_hold_out_before_decoding_and_names_the_smallest_frac
     root = tmp_path / "affectnet"
     write_affectnet_cropped(root, affectnet_labels(per_class=4), affectnet_labels(per_class=1, offset=100))
     decoded = []
-    monkeypatch.setattr(affectnet, "read_image", lambda *a, **k: decoded.append(a) or None)
+    monkeypatch.setattr(affectnet, "read_source_image", lambda *a, **k: decoded.append(a) or None)
     with pytest.raises(PrepareError, match=r"32 training examples.*use --val-fraction 0\.25 \(the smallest") as info:
         prepare_affectnet(root, tmp_path / "out", val_fraction=0.05)
     assert decoded == [] and "before decoding" in str(info.value)

@@ -68,7 +68,7 @@ def test_cli_default_agrees_with_forced_fp32_and_onnx(tiny_model_dir, tmp_path, 
 # --- issue 14: runtime choice by CPU flags, parity and agreement of each path, fallback ---------------------
 
 from cage.runtimes import select  # noqa: E402
-from cage.runtimes.benchmark import face_crops  # noqa: E402
+from cage.bench.benchmark import face_crops  # noqa: E402
 from conftest import FACES_DIR  # noqa: E402
 
 AVX2_LAPTOP = select.parse_cpu_flags("laptop", {"sse4_2", "avx", "avx2", "fma"})
@@ -103,7 +103,7 @@ def test_auto_chooses_by_cpu_flags_and_installed_runtimes():
 
 @pytest.fixture(scope="module")
 def tiny_network_and_crops(tiny_model_dir, tmp_path_factory):
-    from cage.inference import load_model_and_processor
+    from cage.model_folder import load_model_and_processor
 
     model, processor = load_model_and_processor(tiny_model_dir)
     crops = face_crops(processor, FACES_DIR)

@@ -11,8 +11,8 @@ from PIL import Image
 from torchvision.transforms import v2
 from transformers import AutoImageProcessor
 
-from cage.training import data as D
-from cage.training.transforms import BatchTransform, collate_examples, eval_transform, train_transform
+from cage.data import loading as D
+from cage.data.transforms import BatchTransform, collate_examples, eval_transform, train_transform
 
 
 

@@ -10,7 +10,7 @@
     cage push MODEL_DIR --repo-id ID [--dry-run DIR]      (cage.hub)
     cage convert-authors-checkpoint model.pt --variant V --out DIR   (cage.hub)
     cage export onnx MODEL --out FILE [--dynamic-batch]   (cage.runtimes)
-    cage bench [--model DIR]                              (cage.runtimes)
+    cage bench [--model DIR]                              (cage.bench)
     cage reproduce affectnet|emotic ROOT --out RUN_DIR    (cage.reproduce: prepare -> train x2 -> card -> Hub)
 
 Fast start (``cage --help`` imports neither torch nor transformers; tests/test_cli_startup.py checks it).
@@ -37,12 +37,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .bench.cli import add_bench_parser
 from .data.cli import add_calibrate_parser, add_prepare_parser
 from .evaluation.cli import add_evaluate_parser
 from .hub import cli as hub_cli
 from .inference.cli import add_predict_parser, add_webcam_parser
 from .reproduce import add_reproduce_parser
-from .runtimes.cli import add_bench_parser, add_export_parser
+from .runtimes.cli import add_export_parser
 from .training.cli import add_train_parser
 
 EXIT_OK = 0
@@ -140,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Errors that mean "the command line names something unusable" (a model that cannot be loaded, a dataset
 # folder that cannot be prepared): every command reports them as one line and exit code 2, whichever handler
 # let them through. Looked up by module so that this file imports nothing heavy.
-USAGE_ERRORS = (("cage.inference.loading", "ModelLoadError"), ("cage.data.build", "PrepareError"))
+USAGE_ERRORS = (("cage.model_folder", "ModelLoadError"), ("cage.data.build", "PrepareError"))
 
 
 def _is_usage_error(error: BaseException) -> bool:

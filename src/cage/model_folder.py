@@ -1,15 +1,25 @@
-"""Writing a complete model folder: weights (safetensors), config, processor, their code and the pipeline.
+"""A model folder, both ways: writing it complete (weights, config, processor, their code, the pipeline) and
+loading it (or a Hub repository) back with clear errors.
 
 Every producer of a model folder (``cage init-model``, training, checkpoint conversion, ``cage push``) goes
-through [`save_model_folder`], so every folder loads the same ways: ``import cage`` + Auto classes,
+through [`save_model_folder`], so every folder loads the same ways: ``import cage`` + Auto classes (what
+[`load_model_and_processor`] does, for every command that reads a model),
 ``trust_remote_code=True`` where ``cage`` is not installed, and
 ``transformers.pipeline(model=folder, trust_remote_code=True)`` (custom task ``facial-expression-inference``).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message names the model and the reason."""
 
 
 def save_model_folder(model: Any, image_processor: Any, output_dir: str | Path) -> Path:
@@ -31,3 +41,50 @@ def save_model_folder(model: Any, image_processor: Any, output_dir: str | Path) 
     pipe = FaceExpressionPipeline(model=model, image_processor=image_processor, device=model.device, task=TASK)
     pipe.save_pretrained(output_dir)
     return output_dir
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def load_model_and_processor(model: str | Path, device: Any = None) -> tuple[Any, Any]:
+    """Load ``model`` (a folder written by ``save_pretrained`` or a Hub repo id) and its image processor.
+
+    Uses this package's registered classes (no remote code is executed).
+
+    Raises:
+        ModelLoadError: the folder does not exist or lacks ``config.json``/``preprocessor_config.json``, the
+            repo cannot be reached (offline mode or no network), or the files are not a CAGE model.
+    """
+    import cage  # noqa: F401  (registers the Auto classes)
+    from transformers import AutoImageProcessor, AutoModel
+
+    name = str(model)
+    if name.startswith("~"):  # a quoted "~/models/x" (the shell expands only unquoted tildes)
+        name = os.path.expanduser(name)
+    path = Path(name)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{name}: not a model folder (no config.json); create one with `cage init-model`")
+    elif name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise ModelLoadError(f"{name}: no such folder (and not a Hub repo id of the form 'owner/name')")
+    elif _offline():
+        raise ModelLoadError(
+            f"{name}: not a local folder and HF_HUB_OFFLINE=1 forbids downloading it; pass a local model folder"
+        )
+    try:
+        network = AutoModel.from_pretrained(name)
+        processor = AutoImageProcessor.from_pretrained(name, backend="pil")
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelLoadError(f"{name}: cannot load the model: {error}") from error
+    if getattr(network.config, "model_type", None) != "cage":
+        raise ModelLoadError(f"{name}: model_type is {network.config.model_type!r}, not a CAGE model")
+    if getattr(network.config, "weights_status", "trained") != "trained":
+        logger.warning(
+            "%s has weights_status=%r: its predictions are not meaningful (no trained CAGE weights)",
+            name,
+            network.config.weights_status,
+        )
+    if device is not None:
+        network = network.to(device)
+    return network.eval(), processor

@@ -284,36 +284,42 @@ class CagePreTrainedModel(PreTrainedModel):
         raise NotImplementedError("CAGE models have no token embeddings to set")
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """``PreTrainedModel.save_pretrained``, plus the pipeline code that ``config.custom_pipelines`` names.
+        """``PreTrainedModel.save_pretrained``, plus the code of the pipelines that ``config.custom_pipelines``
+        names, so that a plain ``model.save_pretrained`` of a loaded model keeps its folder's pipeline loadable.
 
-        transformers copies only the config and modeling files; a folder whose config names the
-        ``facial-expression-inference`` pipeline also needs ``pipeline_cage.py`` and the flat files it
-        imports. They are copied from beside this file; where they are not available (e.g. this class was
-        loaded as remote code without the pipeline), ``custom_pipelines`` is removed from the saved
-        ``config.json`` so that the folder never names code it lacks.
+        transformers copies only the config and modeling files. The modules named by each
+        ``custom_pipelines[task]["impl"]`` are copied, with the files they import relatively, from beside this
+        file. Where one is not there (e.g. this class was loaded as remote code without the pipeline), the
+        config is saved without ``custom_pipelines`` and a warning says so, so that the folder never names
+        code it lacks. (The pipeline itself is written by ``Pipeline.save_pretrained``, see
+        ``cage.model_folder.save_model_folder``.)
         """
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if not getattr(self.config, "custom_pipelines", None):
+        from transformers.dynamic_module_utils import get_relative_import_files
+
+        here = Path(__file__).parent
+        pipelines = getattr(self.config, "custom_pipelines", None) or {}
+        modules = {str(info["impl"]).rsplit(".", 1)[0] for info in pipelines.values()}
+        files = [here / f"{module}.py" for module in sorted(modules)]
+        if not all(path.is_file() for path in files):
+            del self.config.custom_pipelines  # saved without the key; the loaded model keeps it
+            try:
+                super().save_pretrained(save_directory, *args, **kwargs)
+            finally:
+                self.config.custom_pipelines = pipelines
+            logger.warning(
+                "%s: the code of the pipeline(s) %s is not available here, so the saved config does not register "
+                "them (save with cage.model_folder.save_model_folder to include it)",
+                save_directory,
+                ", ".join(sorted(pipelines)),
+            )
             return
-        import json
+        super().save_pretrained(save_directory, *args, **kwargs)
         import shutil
 
-        here, target = Path(__file__).parent, Path(save_directory)
-        files = ("pipeline_cage.py", "face_detection_cage.py", "image_processing_cage.py")
-        if all((here / name).is_file() for name in files):
-            for name in files:
-                if not (target / name).is_file():
-                    shutil.copyfile(here / name, target / name)
-            return
-        config_file = target / "config.json"
-        saved = json.loads(config_file.read_text())
-        saved.pop("custom_pipelines", None)
-        config_file.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
-        logger.warning(
-            "%s: the pipeline code is not available here, so the saved config does not register the "
-            "facial-expression-inference pipeline (save with cage.model_folder.save_model_folder to include it)",
-            save_directory,
-        )
+        target = Path(save_directory)
+        for path in files + [Path(f) for module in files for f in get_relative_import_files(module)]:
+            if not (target / path.name).is_file():
+                shutil.copyfile(path, target / path.name)
 
     def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None, **kwargs) -> None:
         # The trunk checkpoints its own stages (timm's / TorchvisionMaxVitTrunk's set_grad_checkpointing); the

@@ -281,12 +281,41 @@ def face_records(
     return records
 
 
+def run_model(
+    model: Any, pixel_values: torch.Tensor, autocast_dtype: torch.dtype | None = None, channels_last: bool = False
+) -> Any:
+    """One forward pass, the one place where reduced precision is applied (the analyzer's ``bf16`` and the
+    ``cage.runtimes`` PyTorch variants both call it).
+
+    Args:
+        model: called as ``model(pixel_values=...)``; with ``channels_last`` its weights should already be
+            channels-last (``model.to(memory_format=torch.channels_last)``).
+        pixel_values: ``(B, 3, S, S)`` float32 on the model's device.
+        autocast_dtype: ``torch.bfloat16``/``torch.float16`` to run under ``torch.autocast`` on the input's
+            device type, or ``None`` for plain fp32.
+        channels_last: make the input NHWC in memory first (oneDNN/cuDNN convolutions prefer it).
+
+    Returns:
+        The model's output (``logits`` ``(B, num_labels)``, ``regression`` ``(B, R)``), in the dtype the model
+        computed them in (bf16 under bf16 autocast).
+    """
+    if channels_last:
+        pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+    if autocast_dtype is None:
+        return model(pixel_values=pixel_values)
+    with torch.autocast(pixel_values.device.type, dtype=autocast_dtype):
+        return model(pixel_values=pixel_values)
+
+
 def _run_model(model: Any, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    outputs = model(pixel_values=pixel_values)
+    outputs = run_model(model, pixel_values)
     return outputs.logits, outputs.regression
 
 
 PRECISIONS = ("fp32", "bf16", "auto")
+# The library's default (the Python API, the transformers pipeline, the Space): exact and reproducible. The
+# `cage` command's default is "auto" (`cage.inference.cli`), where bf16 passed the agreement bar.
+DEFAULT_PRECISION = "fp32"
 
 
 def has_native_bf16(device: torch.device) -> bool:
@@ -362,7 +391,7 @@ class FaceExpressionAnalyzer:
         device: str | torch.device | None = "auto",
         batch_size: int = 32,
         detector_model: str | os.PathLike | None = None,
-        precision: str = "fp32",
+        precision: str = DEFAULT_PRECISION,
         detect_size: str | int | None = None,
     ):
         if batch_size < 1:
@@ -405,13 +434,9 @@ class FaceExpressionAnalyzer:
             ]
             if self.is_torch:
                 pixel_values = pixel_values.to(self.device)
-            if self.autocast_bf16:
-                pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                    logits, regression = _run_model(self.model, pixel_values)
-            else:
-                logits, regression = _run_model(self.model, pixel_values)
-            records.extend(outputs_to_records(logits, regression, self.config))
+            bf16 = self.autocast_bf16
+            outputs = run_model(self.model, pixel_values, torch.bfloat16 if bf16 else None, channels_last=bf16)
+            records.extend(outputs_to_records(outputs.logits, outputs.regression, self.config))
         return records
 
     def analyze(
@@ -589,6 +614,7 @@ PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=FaceExpressionPipeline,
 
 
 __all__ = [
+    "DEFAULT_PRECISION",
     "NON_FINITE_ERROR",
     "TASK",
     "FaceExpressionAnalyzer",
@@ -601,4 +627,5 @@ __all__ = [
     "outputs_to_records",
     "read_image",
     "resolve_device",
+    "run_model",
 ]

@@ -37,7 +37,7 @@ from .build import (
     encode_image,
     is_nan,
     parse_float,
-    read_image,
+    read_source_image,
     stored_image,
 )
 from .problems import BAD_ANNOTATION, EXCLUDED_CLASS, LABEL_OUT_OF_RANGE, NAN_LABEL, Problem, ProblemLog
@@ -256,7 +256,7 @@ def _full_image_pair(record: dict):
     from ..image_processing_cage import clamp_box
 
     source_id = record["source_id"]
-    loaded = read_image(record["image"], "train", source_id, ProblemLog())
+    loaded = read_source_image(record["image"], "train", source_id, ProblemLog())
     try:
         x, y, w, h = (parse_float(v) for v in record["box"])
     except ValueError:
@@ -575,7 +575,7 @@ def _make_example(record: dict, split: str, options: dict, log: ProblemLog) -> d
         image_path = next((stem + s for s in IMAGE_SUFFIXES if os.path.isfile(stem + s)), stem + ".jpg")
     else:
         image_path = record["image"]
-    loaded = read_image(image_path, split, source_id, log)
+    loaded = read_source_image(image_path, split, source_id, log)
     if loaded is None:
         return None
     data, image = loaded

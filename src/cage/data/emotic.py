@@ -38,7 +38,7 @@ from .build import (
     is_nan,
     multi_hot_counts,
     parse_float,
-    read_image,
+    read_source_image,
 )
 from .problems import (
     BAD_ANNOTATION,
@@ -415,7 +415,7 @@ def _make_example(record: dict, split: str, options: dict, log: ProblemLog) -> d
         detail = f"{where}: body_bbox {box} is not four finite numbers (x1, y1, x2, y2)"
         log.add(Problem(split, annotation, BAD_ANNOTATION, detail, source_id=source_id))
         return None
-    loaded = read_image(record["image"], split, source_id, log)
+    loaded = read_source_image(record["image"], split, source_id, log)
     if loaded is None:
         return None
     image = to_rgb(loaded[1])

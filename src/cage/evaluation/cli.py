@@ -31,8 +31,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from ..inference import ModelLoadError
-    from ..inference.cli import output_path_problem
+    from ..model_folder import ModelLoadError
+    from ..files import output_path_problem
     from .metrics import to_json_ready
     from .runner import evaluate_model
 

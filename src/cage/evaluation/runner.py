@@ -29,7 +29,7 @@ def predict_split(accelerator, model, loader, channels_last: bool = False) -> di
     Args:
         accelerator: the ``accelerate.Accelerator`` that prepared ``model`` and ``loader``.
         model: a (possibly wrapped) ``CageForExpressionInference``.
-        loader: a loader built by ``cage.training.data.make_loader`` (batches with ``valid`` masks).
+        loader: a loader built by ``cage.data.loading.make_loader`` (batches with ``valid`` masks).
 
     Returns:
         numpy arrays over the N decodable examples of the split, in sampler order: ``logits`` ``(N, L)``,
@@ -134,14 +134,14 @@ def evaluate_model(
         plotted into ``plots`` by the main process when given.
 
     Raises:
-        cage.inference.ModelLoadError: the model cannot be loaded.
+        cage.model_folder.ModelLoadError: the model cannot be loaded.
         ValueError / FileNotFoundError: the data or split is missing, or its labels do not match the model's.
     """
     from accelerate import Accelerator
 
-    from ..inference import load_model_and_processor
-    from ..training.data import load_prepared_dataset, make_loader, with_cage_transform
-    from ..training.transforms import eval_transform
+    from ..model_folder import load_model_and_processor
+    from ..data.loading import load_prepared_dataset, make_loader, with_cage_transform
+    from ..data.transforms import eval_transform
 
     accelerator = Accelerator(mixed_precision=mixed_precision)
     network, processor = load_model_and_processor(model)
@@ -169,7 +169,7 @@ def evaluate_model(
 def check_labels_match(config, split, data_name: str) -> None:
     """Raise ``ValueError`` unless the split's label names equal the model's ``id2label`` (same order)."""
     from ..presets import LABEL_SETS
-    from ..training.data import label_set_of
+    from ..data.loading import label_set_of
 
     names = tuple(config.id2label[i] for i in range(config.num_labels))
     if LABEL_SETS[label_set_of(split)] != names:

@@ -26,7 +26,6 @@ from .paper_results import (
 )
 
 TEMPLATE_PATH = Path(__file__).parent / "hub_card" / "model_card.md"
-PIPELINE_TASK = "facial-expression-inference"  # the custom transformers pipeline task of CAGE models
 
 # Sections of the ``cage evaluate`` metrics JSON, in card order, with their display names.
 METRIC_SECTIONS = {
@@ -354,6 +353,8 @@ def render_model_card(
     else:
         paper_note = "on a different dataset; no comparison is made"
     parameters = _parameter_count(model_dir)
+    from ..pipeline_cage import TASK  # the custom transformers pipeline task of CAGE models
+
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE_PATH),
@@ -375,7 +376,7 @@ def render_model_card(
         paper_title=PAPER_TITLE,
         paper_url=PAPER_URL,
         bibtex=CAGE_BIBTEX,
-        pipeline_task=PIPELINE_TASK,
+        pipeline_task=TASK,
         license=license,
         reproduction=reproduction,
     )

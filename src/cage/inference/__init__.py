@@ -1,4 +1,5 @@
-"""Running CAGE models on real input: loading, files, folders and videos, output writers, the Python API.
+"""Running CAGE models on real input: the analyzer (runner + processor + detector),
+files, folders and videos, output writers, the Python API.
 
 Imports are lazy so that the ``cage`` command starts fast (see ``cage.cli``).
 """
@@ -7,9 +8,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "ExpressionAnalyzer": "api",
-    "ModelLoadError": "loading",
-    "load_analyzer": "loading",
-    "load_model_and_processor": "loading",
+    "load_analyzer": "api",
     "ImageResult": "predict",
     "load_boxes": "predict",
     "predict_paths": "predict",

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from ..pipeline_cage import FaceExpressionAnalyzer
+from ..pipeline_cage import DEFAULT_PRECISION, FaceExpressionAnalyzer
 
 
 class ExpressionAnalyzer(FaceExpressionAnalyzer):
@@ -42,7 +42,7 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
         device: str = "auto",
         batch_size: int = 32,
         detector_model: str | os.PathLike | None = None,
-        precision: str = "fp32",
+        precision: str = DEFAULT_PRECISION,
         runtime: str = "torch",
         onnx_model: str | os.PathLike | None = None,
         detect_size: str | int | None = None,
@@ -57,7 +57,8 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
             device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
             batch_size: crops per forward pass.
             detector_model: YuNet's ONNX file.
-            precision: ``"fp32"`` (default), ``"bf16"`` or ``"auto"`` (bf16 where the hardware has it natively).
+            precision: ``"fp32"`` (default, ``pipeline_cage.DEFAULT_PRECISION``), ``"bf16"`` or ``"auto"`` (bf16
+                where the hardware has it natively).
             runtime: ``"torch"`` (default), ``"onnx"`` (ONNX Runtime, fp32), ``"openvino"`` (OpenVINO; fp32, or
                 bf16 with ``precision="auto"``/``"bf16"`` where the CPU has native bf16) or ``"auto"``: the
                 fastest path for this CPU that passes its check against PyTorch, falling back to the next
@@ -72,13 +73,13 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
             latency: with ``runtime="auto"``/``"openvino"``: compile for one request at a time (webcam).
 
         Raises:
-            cage.inference.ModelLoadError: the model cannot be loaded (message says why).
+            cage.model_folder.ModelLoadError: the model cannot be loaded (message says why).
             ValueError, ImportError, FileNotFoundError: bad device, detector or missing detector files.
         """
-        from .loading import load_model_and_processor
+        from ..model_folder import load_model_and_processor
+        from ..runtimes.select import RUNTIMES
 
         network, processor = load_model_and_processor(model)
-        from ..runtimes.select import RUNTIMES
 
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
@@ -118,4 +119,7 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
         return predict_video(self, path, every=every, fps=fps)
 
 
-__all__ = ["ExpressionAnalyzer"]
+# The name the Space and scripts use: the same function, not another layer.
+load_analyzer = ExpressionAnalyzer.from_pretrained
+
+__all__ = ["ExpressionAnalyzer", "load_analyzer"]

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..files import output_path_problem
+
 EXIT_OK = 0
 EXIT_INPUT_ERRORS = 1  # some inputs could not be processed; the others were
 EXIT_USAGE = 2
@@ -145,24 +147,15 @@ def add_webcam_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_webcam)
 
 
-def output_path_problem(output: str) -> str | None:
-    """Why the file ``output`` cannot be written (its folder is missing or it is a folder), or ``None``."""
-    path = Path(output).expanduser()
-    if path.is_dir():
-        return f"--output {output} is a folder; give a file name"
-    if not path.parent.is_dir():
-        return f"--output {output}: the folder {path.parent} does not exist; create it first"
-    return None
-
-
 def _load(args: argparse.Namespace, command: str):
-    from . import ModelLoadError, load_analyzer
+    from ..model_folder import ModelLoadError
+    from .api import ExpressionAnalyzer
 
     if args.batch_size < 1 or args.every < 1 or (args.fps is not None and args.fps <= 0):
         print(f"cage {command}: --batch-size and --every must be >= 1, --fps > 0", file=sys.stderr)
         return None
     try:
-        return load_analyzer(
+        return ExpressionAnalyzer.from_pretrained(
             args.model,
             detector=args.detector,
             device=args.device,
@@ -309,7 +302,9 @@ def run_webcam(args: argparse.Namespace) -> int:
     annotator = Annotator(args.annotate) if args.annotate else None
     name = f"camera:{args.camera}"
     fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-    from .sources import MAX_CONSECUTIVE_FAILURES
+    from .sources import MAX_CONSECUTIVE_FAILURES, FrameSampler
+
+    sampler = FrameSampler(fps=args.fps)  # by the camera's stated frame rate; every frame where it states none
 
     started, index, analysed, faces, lost, failing = time.perf_counter(), 0, 0, 0, 0, 0
     print("cage webcam: running; press Ctrl+C to stop", file=sys.stderr)
@@ -325,7 +320,7 @@ def run_webcam(args: argparse.Namespace) -> int:
             if failing:
                 print(f"cage webcam: {failing} frame(s) could not be read and were skipped", file=sys.stderr)
                 lost, failing = lost + failing, 0
-            if index % args.every == 0 and (args.fps is None or _due(index, fps, args.fps)):
+            if index % args.every == 0 and sampler.keep(index, index / fps if fps > 0 else None):
                 rgb = bgr_to_rgb(frame)
                 result = ImageResult(
                     file=name,
@@ -348,14 +343,6 @@ def run_webcam(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     print(f"cage webcam: {analysed} frames, {faces} faces, {lost} failed, {elapsed:.1f} s", file=sys.stderr)
     return EXIT_INPUT_ERRORS if lost else EXIT_OK
-
-
-def _due(index: int, native_fps: float, fps: float) -> bool:
-    """Whether frame ``index`` starts a new 1/fps interval (every frame when the rate is unknown)."""
-    if native_fps <= 0:
-        return True
-    step = native_fps / fps
-    return int(index / step) != int((index - 1) / step) or index == 0
 
 
 __all__ = ["add_predict_parser", "add_webcam_parser", "run_predict", "run_webcam"]

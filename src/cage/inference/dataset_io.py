@@ -128,13 +128,13 @@ class PredictionColumns:
 
     def analyzer(self) -> Any:
         if self._analyzer is None:
-            from .loading import load_analyzer
+            from .api import ExpressionAnalyzer
 
             if self.num_proc > 1:
                 import torch
 
                 torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.num_proc))
-            self._analyzer = load_analyzer(**self.options)
+            self._analyzer = ExpressionAnalyzer.from_pretrained(**self.options)
             self.config = self._analyzer.config
         return self._analyzer
 

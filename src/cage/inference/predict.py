@@ -234,4 +234,3 @@ def iter_input_results(
                 yield from _image_items([item.path])
 
     yield from _iter_with_images(analyzer, items(), images_per_batch, boxes)
-

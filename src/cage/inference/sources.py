@@ -199,14 +199,45 @@ def sampled_frame_count(path: str | os.PathLike, every: int = 1, fps: float | No
     return math.ceil(count / max(1, every))
 
 
+class FrameSampler:
+    """Which frames of a stream to keep (video files and the webcam alike).
+
+    Args:
+        every: keep frames 0, every, 2*every, ... (ignored when ``fps`` is given).
+        fps: keep about ``fps`` frames per second of stream time: the first frame whose time is at or after each
+            multiple of ``1 / fps`` seconds.
+
+    Raises:
+        ValueError: ``every`` < 1 or ``fps`` <= 0.
+    """
+
+    def __init__(self, every: int = 1, fps: float | None = None):
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        if fps is not None and fps <= 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        self.every, self.fps, self.next_time = every, fps, 0.0
+
+    def keep(self, index: int, time_s: float | None) -> bool:
+        """Whether frame ``index`` (0-based) at ``time_s`` seconds is kept; call once per frame, in order.
+        With ``fps`` and an unknown time (``None``), every frame is kept."""
+        if self.fps is None:
+            return index % self.every == 0
+        if time_s is None:
+            return True
+        keep = time_s + 1e-9 >= self.next_time
+        while self.next_time <= time_s + 1e-9:
+            self.next_time += 1.0 / self.fps
+        return keep
+
+
 def iter_video_frames(path: str | os.PathLike, every: int = 1, fps: float | None = None) -> Iterator[VideoFrame]:
     """Stream the sampled frames of a video, one at a time (never the whole file in memory).
 
     Args:
         path: a video file OpenCV can decode.
-        every: keep frames 0, every, 2*every, ... (ignored when ``fps`` is given).
-        fps: keep about ``fps`` frames per second of video: the first frame whose presentation time is at or
-            after each multiple of ``1 / fps`` seconds (on the container's clock: right for variable frame rates).
+        every, fps: which frames to keep (see [`FrameSampler`]); ``fps`` counts on the container's clock (right
+            for variable frame rates).
 
     Yields:
         [`VideoFrame`]s in order. ``time_s`` is each frame's presentation timestamp (OpenCV's
@@ -226,15 +257,12 @@ def iter_video_frames(path: str | os.PathLike, every: int = 1, fps: float | None
     """
     import cv2
 
-    if every < 1:
-        raise ValueError(f"every must be >= 1, got {every}")
-    if fps is not None and fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
+    sampler = FrameSampler(every, fps)
     capture = open_video(path)
     try:
         native = video_frame_rate(capture)
         stated = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        index, decoded, reported, next_time, last_time = 0, 0, 0, 0.0, -math.inf
+        index, decoded, reported, last_time = 0, 0, 0, -math.inf
         failed: list[int] = []  # failed reads since the last good one (lost frames, or the end of the file)
         while True:
             if not capture.grab():
@@ -253,14 +281,7 @@ def iter_video_frames(path: str | os.PathLike, every: int = 1, fps: float | None
             else:  # no usable timestamp: the average frame rate
                 time_s = index / native if native > 0 else max(0.0, last_time)
             last_time = time_s
-            if fps is not None:
-                keep = time_s + 1e-9 >= next_time
-                if keep:
-                    while next_time <= time_s + 1e-9:
-                        next_time += 1.0 / fps
-            else:
-                keep = index % every == 0
-            if keep:
+            if sampler.keep(index, time_s):
                 ok, frame = capture.retrieve()
                 if not ok or frame is None:
                     error = f"{path}: frame {index} cannot be decoded"
@@ -293,6 +314,7 @@ def frame_to_image(frame: np.ndarray) -> Image.Image:
 __all__ = [
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
+    "FrameSampler",
     "InputFile",
     "SkippedFile",
     "VideoFrame",

@@ -8,6 +8,11 @@ so that the ``cage`` command starts fast (see ``cage.cli``).
 
 from importlib import import_module
 
+# The agreement bars every check of a runner uses (``cage export onnx``, ``--runtime auto``, ``cage bench``),
+# against PyTorch eager fp32 on the same inputs:
+EXACT_TOLERANCE = 1e-4  # fp32 paths: max |delta| of logits and regression outputs
+REDUCED_TOLERANCE = 0.02  # bf16 paths: max |delta| of probabilities and valence/arousal (issue 8's bar)
+
 _EXPORTS = {
     "OnnxRuntimeModel": "onnx",
     "export_onnx": "onnx",

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-FP32_PARITY_TOLERANCE = 1e-4  # max |delta| of logits and regression outputs, ONNX Runtime vs PyTorch fp32
+from . import EXACT_TOLERANCE
 
 
 class _OutputsAsTuple(torch.nn.Module):
@@ -36,7 +36,7 @@ class ExportReport:
 
     @property
     def passed(self) -> bool:
-        return max(self.max_abs_diff_logits, self.max_abs_diff_regression) <= FP32_PARITY_TOLERANCE
+        return max(self.max_abs_diff_logits, self.max_abs_diff_regression) <= EXACT_TOLERANCE
 
 
 def export_onnx(
@@ -122,7 +122,7 @@ def cached_onnx_export(model: torch.nn.Module, source: str | Path, cache_dir: st
         scratch.unlink(missing_ok=True)
         raise RuntimeError(
             f"{source}: the ONNX export differs from PyTorch by {report.max_abs_diff_logits:.2e} (logits) / "
-            f"{report.max_abs_diff_regression:.2e} (regression), above {FP32_PARITY_TOLERANCE:.0e}; use --runtime torch"
+            f"{report.max_abs_diff_regression:.2e} (regression), above {EXACT_TOLERANCE:.0e}; use --runtime torch"
         )
     scratch.replace(path)
     return path

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import EXACT_TOLERANCE, REDUCED_TOLERANCE
+
 logger = logging.getLogger("cage")
 
 RUNTIMES = ("auto", "torch", "onnx", "openvino")
-EXACT_TOLERANCE = 1e-4  # fp32 paths vs PyTorch eager fp32, max |delta| of logits and regression
-REDUCED_TOLERANCE = 0.02  # bf16 paths: max |delta| of probabilities and valence/arousal (issue 8's bar)
 
 
 @dataclass(frozen=True)

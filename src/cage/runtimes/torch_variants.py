@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from ..pipeline_cage import run_model
+
 
 class TorchRunner:
     """Run a CAGE model one particular way, behind the model's calling convention.
@@ -20,6 +22,7 @@ class TorchRunner:
             batch; CPU only), via ``torch.ao.quantization.quantize_dynamic``.
         device: where to run; inputs are moved there.
 
+    The forward pass is ``cage.pipeline_cage.run_model`` (the analyzer's own bf16 path).
     ``__call__(pixel_values)`` takes ``(B, 3, S, S)`` float32 and returns a ``CageOutput`` whose ``logits``
     ``(B, num_labels)`` and ``regression`` ``(B, R)`` are float32.
     """
@@ -50,13 +53,7 @@ class TorchRunner:
     @torch.inference_mode()
     def __call__(self, pixel_values: torch.Tensor = None, **_: Any) -> Any:
         pixel_values = pixel_values.to(self.device)
-        if self.channels_last:
-            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-        if self.autocast_dtype is not None:
-            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                output = self._forward(pixel_values=pixel_values)
-        else:
-            output = self._forward(pixel_values=pixel_values)
+        output = run_model(self._forward, pixel_values, self.autocast_dtype, channels_last=self.channels_last)
         output.logits = output.logits.float()
         output.regression = output.regression.float()
         return output

@@ -23,9 +23,7 @@ from typing import Any
 
 import torch
 
-from ..evaluation.runner import metrics_for, predict_split, validation_loss, write_metrics
-from .arguments import BACKBONE_WEIGHTS_DOWNLOAD, SELECTION_METRICS, TrainingArguments
-from .data import (
+from ..data.loading import (
     ClassBalancedSampler,
     describe,
     label_set_of,
@@ -34,7 +32,9 @@ from .data import (
     make_loader,
     with_cage_transform,
 )
-from .transforms import eval_transform, train_transform
+from ..data.transforms import eval_transform, train_transform
+from ..evaluation.runner import metrics_for, predict_split, validation_loss, write_metrics
+from .arguments import BACKBONE_WEIGHTS_DOWNLOAD, SELECTION_METRICS, TrainingArguments
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def build_model(args: TrainingArguments, label_set: str, weights: dict[str, list
     from ..presets import LABEL_SETS, make_config, make_image_processor
 
     if args.init_from:
-        from ..inference import load_model_and_processor
+        from ..model_folder import load_model_and_processor
 
         model, processor = load_model_and_processor(args.init_from)
         names = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
@@ -190,7 +190,7 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
         The training recipe (arguments, data, best step, validation and test metrics, skipped images).
 
     Raises:
-        ValueError: bad arguments or data (see ``build_model`` and ``cage.training.data``).
+        ValueError: bad arguments or data (see ``build_model`` and ``cage.data.loading``).
     """
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object, set_seed

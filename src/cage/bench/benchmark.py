@@ -33,10 +33,10 @@ from typing import Any
 
 import torch
 
+from ..runtimes import EXACT_TOLERANCE, REDUCED_TOLERANCE
+
 MAXVIT_T_GMACS = 5.6  # multiply-accumulates per 224 x 224 image, in 1e9 (torchvision's maxvit_t model card)
 ARGMAX_AGREEMENT_BAR = 1.0  # reduced precision must agree on every shared crop...
-VA_DELTA_BAR = 0.02  # ...and move valence/arousal by at most this much (issue 8's acceptance bar)
-FP32_DELTA_BAR = 1e-4  # fp32 paths must match eager fp32 to this max |delta| on all outputs
 TF_PORT = {"backbone_library": "timm", "backbone": "maxvit_tiny_tf_224"}
 PAPER_TORCHVISION = {"backbone_library": "torchvision", "backbone": "maxvit_t"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -77,8 +77,8 @@ def measure_peak_matmul_flops(dtype: torch.dtype, size: int = 2048, repeats: int
 
 def machine_info(threads: int | None = None) -> dict[str, Any]:
     """CPU name and instruction sets, library versions and thread count: printed with every table."""
-    from .openvino import runtime_version
-    from .select import cpu_features
+    from ..runtimes.openvino import runtime_version
+    from ..runtimes.select import cpu_features
 
     features = cpu_features()
     try:
@@ -166,7 +166,7 @@ def face_crops(processor: Any, faces_dir: str | Path) -> torch.Tensor:
 def _networks(model_dir: str | Path | None) -> dict[str, tuple[Any, Any, str]]:
     """name -> (model, processor, description): the default config, the TF port, the paper's torchvision trunk."""
     from .. import CageForExpressionInference
-    from ..inference.loading import load_model_and_processor
+    from ..model_folder import load_model_and_processor
     from ..presets import make_config, make_image_processor
 
     if model_dir is not None:
@@ -200,10 +200,10 @@ def _variants(
     network: str, model: Any, crops: torch.Tensor, workdir: Path, threads: int | None, full: bool, compile: bool
 ) -> list[tuple[VariantResult, Callable[[], Callable[[torch.Tensor], Any]]]]:
     """The variants of one network: (result holder, builder of its call)."""
-    from .onnx import OnnxRuntimeModel, cached_onnx_export
-    from .openvino import OpenVinoModel, cached_openvino_model, openvino_core, quantize_int8
-    from .select import cpu_features
-    from .torch_variants import TorchRunner
+    from ..runtimes.onnx import OnnxRuntimeModel, cached_onnx_export
+    from ..runtimes.openvino import OpenVinoModel, cached_openvino_model, openvino_core, quantize_int8
+    from ..runtimes.select import cpu_features
+    from ..runtimes.torch_variants import TorchRunner
 
     native_bf16 = cpu_features().native_bf16
     converted: dict[str, Any] = {}
@@ -272,8 +272,8 @@ def run_benchmark(
         whole_process: also time ``cage predict`` vs the authors' script as subprocesses.
         latency: also time photo -> JSON with detection, batch 1, per path.
     """
-    from .select import cpu_features, installed_runtimes, runtime_candidates
-    from .torch_variants import TorchRunner
+    from ..runtimes.select import cpu_features, installed_runtimes, runtime_candidates
+    from ..runtimes.torch_variants import TorchRunner
 
     if threads:
         torch.set_num_threads(threads)
@@ -318,10 +318,10 @@ def run_benchmark(
             result.max_abs_delta_va = float((va - base_va).abs().max())
             result.max_abs_delta_logits = float((logits - base_logits).abs().max())
             if result.kind == "fp32":
-                result.passes = max(result.max_abs_delta_va, result.max_abs_delta_logits) <= FP32_DELTA_BAR
+                result.passes = max(result.max_abs_delta_va, result.max_abs_delta_logits) <= EXACT_TOLERANCE
             else:
                 result.passes = (result.argmax_agreement >= ARGMAX_AGREEMENT_BAR
-                                 and result.max_abs_delta_va <= VA_DELTA_BAR)  # fmt: skip
+                                 and result.max_abs_delta_va <= REDUCED_TOLERANCE)  # fmt: skip
             log(f"{result.name}: ready (agreement {result.argmax_agreement}, max|dVA| {result.max_abs_delta_va:.1e})")
     calls[reference.name] = authors_call
 
@@ -386,7 +386,7 @@ def measure_photo_latency(
     compiled for latency) picks here."""
     from ..inference.predict import predict_paths
     from ..pipeline_cage import FaceExpressionAnalyzer
-    from .select import installed_runtimes, load_runner, runtime_candidates, cpu_features
+    from ..runtimes.select import cpu_features, installed_runtimes, load_runner, runtime_candidates
 
     photo = faces_dir / "obama.jpg"
     cache = workdir / "cache"  # the graphs converted for the throughput runs

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ..configuration_cage import AFFECTNET7_LABELS, AFFECTNET8_LABELS, EMOTIC_LABELS
-from ..data.stats import class_weights_from_counts, pos_weights_from_counts
+from .stats import class_weights_from_counts, pos_weights_from_counts
 from .transforms import BatchTransform, collate_examples
 
 
