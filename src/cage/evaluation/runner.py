@@ -168,11 +168,11 @@ def evaluate_model(
 
 def check_labels_match(config, split, data_name: str) -> None:
     """Raise ``ValueError`` unless the split's label names equal the model's ``id2label`` (same order)."""
-    from ..presets import LABEL_SETS
+    from ..configuration_cage import LABEL_SETS
     from ..training.data import label_set_of
 
     names = tuple(config.id2label[i] for i in range(config.num_labels))
-    if LABEL_SETS[label_set_of(split)] != names:
+    if LABEL_SETS[label_set_of(split)].labels != names:
         raise ValueError(f"{data_name}: the dataset's labels ({label_set_of(split)}) differ from the model's {names}")
 
 
