@@ -558,12 +558,6 @@ class CageForExpressionInference(CagePreTrainedModel):
         self.config.weights_status = "imagenet_backbone"
 
 
-def _hub_offline() -> bool:
-    import os
-
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
-
-
 def _torchvision_imagenet_state_dict(backbone: str) -> tuple[dict[str, torch.Tensor], str]:
     """torchvision's first ImageNet weights of ``backbone`` (``IMAGENET1K_V1``; for ``maxvit_t`` the file
     ``maxvit_t-bc5ab103.pth``, the CAGE authors' starting point), and a description of where they came from.
@@ -584,7 +578,9 @@ def _torchvision_imagenet_state_dict(backbone: str) -> tuple[dict[str, torch.Ten
     cached = Path(torch.hub.get_dir()) / "checkpoints" / file_name
     source = f"torchvision's {backbone} ImageNet weights IMAGENET1K_V1 ({file_name})"
     hint = f"pass the file {file_name} ({weights.url}) as the backbone checkpoint (`--backbone-weights`)"
-    if not cached.is_file() and _hub_offline():
+    from huggingface_hub import is_offline_mode
+
+    if not cached.is_file() and is_offline_mode():
         raise RuntimeError(f"could not load {source}: offline (HF_HUB_OFFLINE=1) and not in {cached.parent}; {hint}")
     try:
         return weights.get_state_dict(progress=False, check_hash=True, map_location="cpu", weights_only=True), source

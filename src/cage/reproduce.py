@@ -638,10 +638,12 @@ def reproduce(options: ReproduceOptions) -> dict[str, Any]:
     if not Path(options.root).is_dir():
         raise ReproduceError(f"{options.root} is not a folder (the {options.dataset} copy)")
     if options.push:
-        from .hub.push import _offline, check_repo_id
+        from huggingface_hub import is_offline_mode
+
+        from .hub.push import check_repo_id
 
         check_repo_id(options.repo_id)
-        if _offline():
+        if is_offline_mode():
             raise ReproduceError("--push needs the network but HF_HUB_OFFLINE=1 is set (unset it, or drop --push)")
     from accelerate.utils import parse_flag_from_env
 

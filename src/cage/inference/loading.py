@@ -7,7 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import is_offline_mode
 from transformers import AutoImageProcessor, AutoModel
+
+from ..hub_ids import looks_like_repo_id
 
 from ..pipeline_cage import FaceExpressionAnalyzer
 
@@ -16,10 +19,6 @@ logger = logging.getLogger(__name__)
 
 class ModelLoadError(RuntimeError):
     """A model could not be loaded; the message names the model and the reason."""
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
 def load_model_and_processor(model: str | Path, device: Any = None) -> tuple[Any, Any]:
@@ -40,9 +39,9 @@ def load_model_and_processor(model: str | Path, device: Any = None) -> tuple[Any
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{name}: not a model folder (no config.json); create one with `cage init-model`")
-    elif name.startswith((".", "/", "~")) or name.count("/") != 1:
+    elif not looks_like_repo_id(name):
         raise ModelLoadError(f"{name}: no such folder (and not a Hub repo id of the form 'owner/name')")
-    elif _offline():
+    elif is_offline_mode():
         raise ModelLoadError(
             f"{name}: not a local folder and HF_HUB_OFFLINE=1 forbids downloading it; pass a local model folder"
         )

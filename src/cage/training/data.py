@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..configuration_cage import LABEL_SETS
 from ..data.stats import class_weights_from_counts, pos_weights_from_counts
+from ..hub_ids import looks_like_repo_id
 from .transforms import BatchTransform, collate_examples
 
 
@@ -35,7 +36,7 @@ def load_prepared_dataset(data: str | Path) -> datasets.DatasetDict:
     path = Path(data)
     if path.exists():
         dataset = datasets.load_from_disk(str(path))
-    elif str(data).startswith((".", "/", "~")) or str(data).count("/") != 1:
+    elif not looks_like_repo_id(data):
         raise FileNotFoundError(f"{data}: no such dataset folder (and not a Hub dataset id 'owner/name')")
     else:
         dataset = datasets.load_dataset(str(data))
