@@ -430,15 +430,30 @@ class CageForExpressionInference(CagePreTrainedModel):
         regression: torch.Tensor,
         labels: torch.Tensor | None,
         regression_labels: torch.Tensor | None,
+        class_weighted: bool = True,
     ) -> torch.Tensor | None:
         """Loss of ``config.objective`` (paper, Section 3.3); ``None`` when no labels are given.
 
-        - discrete: CE(weight=class_weights) — or BCE(pos_weight) when ``multi_label``.
+        - discrete: CE(weight=class_weights) — or BCE(pos_weight) when ``multi_label``; with
+          ``class_weighted=False`` the CE/BCE is unweighted (the authors' validation loss: AffectNet's
+          validation set is balanced).
         - combined: that term + alpha * MSE(regression, regression_labels), alpha = 5 in the paper.
         - valence_arousal: mean over targets of (1 - CCC) + beta * MSE, beta = 3 in the paper; CCC is
           computed over the batch with population moments (Lin 1989); plus ``expression_loss_weight`` x
           that CE/BCE term when the weight is > 0 (keeps the expression output meaningful; not in the paper).
         MSE is the mean over all batch elements and targets.
+
+        Args:
+            logits: ``(N, L)`` expression logits; regression: ``(N, R)`` raw regression outputs.
+            labels: ``(N,)`` class indices, or ``(N, L)`` multi-hot for ``multi_label``; ``None`` if absent.
+            regression_labels: ``(N, R)`` targets in [-1, 1]; ``None`` if absent.
+            class_weighted: apply ``config.class_weights``/``pos_weight`` (training); ``False``: unweighted.
+
+        Returns:
+            A float32 scalar tensor, or ``None``.
+
+        Raises:
+            ValueError: the objective needs labels that are missing, or their shapes do not match the outputs.
         """
         objective = self.config.objective
         expression_weight = getattr(self.config, "expression_loss_weight", 0.0)
@@ -456,10 +471,10 @@ class CageForExpressionInference(CagePreTrainedModel):
             if self.config.multi_label:
                 if labels.shape != logits.shape:
                     raise ValueError(f"multi-label `labels` must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}")
-                pos_weight = self._config_tensor(self.config.pos_weight, logits.device)
+                pos_weight = self._config_tensor(self.config.pos_weight if class_weighted else None, logits.device)
                 expression = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=pos_weight)
             else:
-                weight = self._config_tensor(self.config.class_weights, logits.device)
+                weight = self._config_tensor(self.config.class_weights if class_weighted else None, logits.device)
                 expression = F.cross_entropy(logits.float(), labels.long(), weight=weight)
             loss = loss + (expression if objective in ("discrete", "combined") else expression_weight * expression)
         if needs_regression:

@@ -319,7 +319,7 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
     def validate() -> dict[str, Any]:
         predictions = predict_split(accelerator, model, val_loader, args.channels_last)
         metrics = metrics_for(config, predictions, "validation")
-        metrics["loss"] = validation_loss(config, predictions)
+        metrics["loss"] = validation_loss(accelerator.unwrap_model(model), predictions)
         value = selection_value(metrics, selection)
         improved = _is_better(value, state["best_metric"], greater)
         state["history"].append(
