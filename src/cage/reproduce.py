@@ -618,6 +618,7 @@ def reproduce(options: ReproduceOptions) -> dict[str, Any]:
 
     Raises:
         ReproduceError: bad options, or a run directory started with other options.
+        cage.extras.MissingExtraError: the ``plots`` extra (matplotlib) is not installed.
         cage.data.PrepareError, ValueError, FileNotFoundError: from preparation and training (also recorded
             as the stage's ``error``).
         cage.hub.HubPushError: from staging or ``--push``.
@@ -637,6 +638,9 @@ def reproduce(options: ReproduceOptions) -> dict[str, Any]:
         raise ReproduceError(f"--backbone-weights {options.backbone_weights} does not exist")
     if not Path(options.root).is_dir():
         raise ReproduceError(f"{options.root} is not a folder (the {options.dataset} copy)")
+    from .extras import require_extra
+
+    require_extra("plots", "cage reproduce (evaluation plots, the card's circumplex figure)")  # before any stage
     if options.push:
         from huggingface_hub import is_offline_mode
 

@@ -129,11 +129,16 @@ def evaluate_model(
 
     Raises:
         cage.inference.ModelLoadError: the model cannot be loaded.
+        cage.extras.MissingExtraError: ``plots`` is given but the ``plots`` extra (matplotlib) is not installed.
         ValueError / FileNotFoundError: the data or split is missing, or its labels do not match the model's.
     """
     from accelerate import Accelerator
 
+    from ..extras import require_extra
     from ..inference import load_model_and_processor
+
+    if plots is not None:  # before any work
+        require_extra("plots", "cage evaluate --plots")
     from ..training.data import load_prepared_dataset, make_loader, with_cage_transform
     from ..training.transforms import eval_transform
 
