@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ..configuration_cage import LABEL_SETS
 from ..evaluation.runner import metrics_for, predict_split, validation_loss, write_metrics
 from .arguments import BACKBONE_WEIGHTS_DOWNLOAD, SELECTION_METRICS, TrainingArguments
 from .data import (
@@ -72,7 +73,6 @@ def build_model(args: TrainingArguments, label_set: str, weights: dict[str, list
     """The model and processor to train: from ``--init-from``, or new with ImageNet (or, explicitly, random)
     trunk weights. Raises ``ValueError`` when no trunk weights are given and ``--random-init`` is not set."""
     from ..modeling_cage import CageForExpressionInference
-    from ..configuration_cage import LABEL_SETS
     from ..presets import make_config, make_image_processor
 
     if args.init_from:
