@@ -65,7 +65,7 @@ LABEL_SETS: dict[str, LabelSet] = {
 }
 
 
-def label_set_of_labels(labels, multi_label: bool) -> LabelSet | None:
+def label_set_of_labels(labels: list[str] | tuple[str, ...], multi_label: bool) -> LabelSet | None:
     """The registered label set whose names equal ``labels`` (same order) and whose kind is ``multi_label``;
     ``None`` for any other list (a custom label set)."""
     labels = tuple(labels)
