@@ -14,7 +14,7 @@ from data_fixtures import (
     write_affectnet_release2017,
 )
 
-from cage.configuration_cage import AFFECTNET7_LABELS, AFFECTNET8_LABELS
+from cage.configuration_cage import AFFECTNET7_LABELS, AFFECTNET8_LABELS, affectnet_label_set
 from cage.data import (
     PrepareError,
     class_weights_from_counts,
@@ -47,7 +47,7 @@ def check_prepared(out_dir, expected, *, classes=8, val_fraction=0.25, tolerance
     """Every written example comes back once, in the right split, with exact labels and pixels."""
     loaded = datasets.load_from_disk(str(out_dir))
     assert set(loaded) == {"train", "validation", "test"}
-    names = list(AFFECTNET8_LABELS if classes == 8 else AFFECTNET7_LABELS)
+    names = list(affectnet_label_set(classes).labels)
     features = loaded["train"].features
     assert features["label"].names == names
     assert features["valence"].dtype == features["arousal"].dtype == "float32"

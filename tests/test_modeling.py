@@ -186,3 +186,18 @@ def test_backbone_weights_offline_errors_clearly(tmp_path, monkeypatch):
         model.load_backbone_weights()
     assert model.config.weights_status == "untrained"
     assert not math.isnan(model.head.output.weight.sum().item())
+
+
+def test_validation_loss_is_compute_loss_unweighted():
+    # One formula: validation uses compute_loss with class_weighted=False (the authors validated unweighted).
+    from cage.evaluation.runner import validation_loss
+
+    model = _tiny("combined", class_weights=WEIGHTS)
+    predictions = {"logits": LOGITS.numpy(), "regression": VA.numpy(), "labels": LABELS.numpy(),
+                   "regression_labels": VA_TRUE.numpy()}  # fmt: skip
+    unweighted = _weighted_ce(LOGITS.numpy(), LABELS.numpy(), np.ones(8)) + 5.0 * float(((VA - VA_TRUE) ** 2).mean())
+    assert validation_loss(model, predictions) == pytest.approx(unweighted, rel=1e-6)
+    weighted = model.compute_loss(LOGITS, VA, LABELS, VA_TRUE).item()
+    assert weighted != pytest.approx(unweighted, rel=1e-3)  # the training loss is class-weighted
+    unweighted_direct = model.compute_loss(LOGITS, VA, LABELS, VA_TRUE, class_weighted=False).item()
+    assert unweighted_direct == pytest.approx(unweighted, rel=1e-6)

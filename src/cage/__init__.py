@@ -23,6 +23,8 @@ _EXPORTS = {
     "AFFECTNET7_LABELS": "configuration_cage",
     "AFFECTNET8_LABELS": "configuration_cage",
     "EMOTIC_LABELS": "configuration_cage",
+    "LABEL_SETS": "configuration_cage",
+    "LabelSet": "configuration_cage",
     "CageConfig": "configuration_cage",
     "CageImageProcessor": "image_processing_cage",
     "CageForExpressionInference": "modeling_cage",

@@ -139,9 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Errors that mean "the command line names something unusable" (a model that cannot be loaded, a dataset
-# folder that cannot be prepared): every command reports them as one line and exit code 2, whichever handler
+# folder that cannot be prepared, an option whose optional extra is not installed): every command reports them as one line and exit code 2, whichever handler
 # let them through. Looked up by module so that this file imports nothing heavy.
-USAGE_ERRORS = (("cage.model_folder", "ModelLoadError"), ("cage.data.build", "PrepareError"))
+USAGE_ERRORS = (
+    ("cage.model_folder", "ModelLoadError"),
+    ("cage.data.build", "PrepareError"),
+    ("cage.extras", "MissingExtraError"),  # an optional extra a command needs is not installed
+)
 
 
 def _is_usage_error(error: BaseException) -> bool:

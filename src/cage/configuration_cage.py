@@ -8,6 +8,7 @@ imported as remote code by ``AutoConfig.from_pretrained(..., trust_remote_code=T
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from transformers import PreTrainedConfig
@@ -27,6 +28,60 @@ EMOTIC_LABELS = (
 
 OBJECTIVES = ("discrete", "combined", "valence_arousal")
 REGRESSION_TARGETS = ("valence", "arousal", "dominance")
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """One label set a CAGE model can be trained on: what its head predicts and how.
+
+    Attributes:
+        name: the short name used on the command line and in code (``"affectnet8"``, ``"affectnet7"``, ``"emotic"``).
+        title: the field's name for it, as the paper and model cards write it (``"AffectNet-8"``, ``"EMOTIC"``).
+        dataset: the ``cage prepare`` dataset it comes from (``"affectnet"`` or ``"emotic"``).
+        labels: category names in the dataset's own order (AffectNet's class indices; EMOTIC's category list).
+        regression_targets: continuous outputs in order, each in [-1, 1] (EMOTIC's 1..10 scores mapped by
+            ``(x - 5.5) / 4.5``).
+        multi_label: ``False``: one expression per face (softmax, CE); ``True``: independent categories
+            (sigmoid, BCE), EMOTIC.
+    """
+
+    name: str
+    title: str
+    dataset: str
+    labels: tuple[str, ...]
+    regression_targets: tuple[str, ...]
+    multi_label: bool
+
+
+# The registry of label sets (paper, Section 4): everything else (presets, `cage prepare`, checkpoint conversion,
+# model cards, `cage reproduce`, the CLI's `--labels`/`--classes` choices) looks label sets up here.
+LABEL_SETS: dict[str, LabelSet] = {
+    label_set.name: label_set
+    for label_set in (
+        LabelSet("affectnet8", "AffectNet-8", "affectnet", AFFECTNET8_LABELS, ("valence", "arousal"), False),
+        LabelSet("affectnet7", "AffectNet-7", "affectnet", AFFECTNET7_LABELS, ("valence", "arousal"), False),
+        LabelSet("emotic", "EMOTIC", "emotic", EMOTIC_LABELS, ("valence", "arousal", "dominance"), True),
+    )
+}
+
+
+def label_set_of_labels(labels: list[str] | tuple[str, ...], multi_label: bool) -> LabelSet | None:
+    """The registered label set whose names equal ``labels`` (same order) and whose kind is ``multi_label``;
+    ``None`` for any other list (a custom label set)."""
+    labels = tuple(labels)
+    return next((s for s in LABEL_SETS.values() if s.labels == labels and s.multi_label == multi_label), None)
+
+
+def affectnet_label_set(classes: int) -> LabelSet:
+    """The AffectNet label set with ``classes`` categories: 8 (``affectnet8``) or 7 (``affectnet7``, no Contempt).
+
+    Raises:
+        ValueError: ``classes`` is neither 8 nor 7.
+    """
+    name = f"affectnet{classes}"
+    if name not in LABEL_SETS:
+        raise ValueError(f"classes must be 8 (AffectNet-8) or 7 (AffectNet-7), got {classes}")
+    return LABEL_SETS[name]
 WEIGHTS_STATUSES = ("untrained", "imagenet_backbone", "trained")
 # Where the trunk comes from: torchvision (MaxViT only; the default ``maxvit_t`` is the network the CAGE authors
 # trained, so their checkpoints and torchvision's ImageNet file load into it exactly) or timm (any timm model).
@@ -203,4 +258,7 @@ class CageConfig(PreTrainedConfig):
         return self.num_labels + len(self.regression_targets)
 
 
-__all__ = ["CageConfig", "AFFECTNET8_LABELS", "AFFECTNET7_LABELS", "EMOTIC_LABELS", "DEFAULT_BACKBONE"]
+__all__ = [
+    "CageConfig", "AFFECTNET8_LABELS", "AFFECTNET7_LABELS", "EMOTIC_LABELS", "DEFAULT_BACKBONE", "LABEL_SETS", "LabelSet",
+    "affectnet_label_set", "label_set_of_labels",
+]  # fmt: skip

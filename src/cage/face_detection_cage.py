@@ -276,10 +276,6 @@ class DlibHogDetector(FaceDetector):
         ]
 
 
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
-
-
 def resolve_yunet_model(model_path: str | os.PathLike | None = None) -> Path:
     """Path of the YuNet ONNX file: ``model_path`` if given, else the Hub copy (downloaded once, cached).
 
@@ -292,7 +288,9 @@ def resolve_yunet_model(model_path: str | os.PathLike | None = None) -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"YuNet model file {path} does not exist; {YUNET_HELP}")
         return path
-    if _hub_offline():
+    from huggingface_hub import is_offline_mode
+
+    if is_offline_mode():
         raise FileNotFoundError(f"the 'yunet' detector needs its ONNX model file and HF_HUB_OFFLINE=1; {YUNET_HELP}")
     try:
         from huggingface_hub import hf_hub_download

@@ -43,10 +43,6 @@ def save_model_folder(model: Any, image_processor: Any, output_dir: str | Path) 
     return output_dir
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
-
-
 def load_model_and_processor(model: str | Path, device: Any = None) -> tuple[Any, Any]:
     """Load ``model`` (a folder written by ``save_pretrained`` or a Hub repo id) and its image processor.
 
@@ -56,8 +52,12 @@ def load_model_and_processor(model: str | Path, device: Any = None) -> tuple[Any
         ModelLoadError: the folder does not exist or lacks ``config.json``/``preprocessor_config.json``, the
             repo cannot be reached (offline mode or no network), or the files are not a CAGE model.
     """
-    import cage  # noqa: F401  (registers the Auto classes)
+    from huggingface_hub import is_offline_mode
     from transformers import AutoImageProcessor, AutoModel
+
+    import cage  # noqa: F401  (registers the Auto classes)
+
+    from .hub_ids import looks_like_repo_id
 
     name = str(model)
     if name.startswith("~"):  # a quoted "~/models/x" (the shell expands only unquoted tildes)
@@ -66,9 +66,9 @@ def load_model_and_processor(model: str | Path, device: Any = None) -> tuple[Any
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{name}: not a model folder (no config.json); create one with `cage init-model`")
-    elif name.startswith((".", "/", "~")) or name.count("/") != 1:
+    elif not looks_like_repo_id(name):
         raise ModelLoadError(f"{name}: no such folder (and not a Hub repo id of the form 'owner/name')")
-    elif _offline():
+    elif is_offline_mode():
         raise ModelLoadError(
             f"{name}: not a local folder and HF_HUB_OFFLINE=1 forbids downloading it; pass a local model folder"
         )

@@ -436,15 +436,30 @@ class CageForExpressionInference(CagePreTrainedModel):
         regression: torch.Tensor,
         labels: torch.Tensor | None,
         regression_labels: torch.Tensor | None,
+        class_weighted: bool = True,
     ) -> torch.Tensor | None:
         """Loss of ``config.objective`` (paper, Section 3.3); ``None`` when no labels are given.
 
-        - discrete: CE(weight=class_weights) — or BCE(pos_weight) when ``multi_label``.
+        - discrete: CE(weight=class_weights) — or BCE(pos_weight) when ``multi_label``; with
+          ``class_weighted=False`` the CE/BCE is unweighted (the authors' validation loss: AffectNet's
+          validation set is balanced).
         - combined: that term + alpha * MSE(regression, regression_labels), alpha = 5 in the paper.
         - valence_arousal: mean over targets of (1 - CCC) + beta * MSE, beta = 3 in the paper; CCC is
           computed over the batch with population moments (Lin 1989); plus ``expression_loss_weight`` x
           that CE/BCE term when the weight is > 0 (keeps the expression output meaningful; not in the paper).
         MSE is the mean over all batch elements and targets.
+
+        Args:
+            logits: ``(N, L)`` expression logits; regression: ``(N, R)`` raw regression outputs.
+            labels: ``(N,)`` class indices, or ``(N, L)`` multi-hot for ``multi_label``; ``None`` if absent.
+            regression_labels: ``(N, R)`` targets in [-1, 1]; ``None`` if absent.
+            class_weighted: apply ``config.class_weights``/``pos_weight`` (training); ``False``: unweighted.
+
+        Returns:
+            A float32 scalar tensor, or ``None``.
+
+        Raises:
+            ValueError: the objective needs labels that are missing, or their shapes do not match the outputs.
         """
         objective = self.config.objective
         expression_weight = getattr(self.config, "expression_loss_weight", 0.0)
@@ -462,10 +477,10 @@ class CageForExpressionInference(CagePreTrainedModel):
             if self.config.multi_label:
                 if labels.shape != logits.shape:
                     raise ValueError(f"multi-label `labels` must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}")
-                pos_weight = self._config_tensor(self.config.pos_weight, logits.device)
+                pos_weight = self._config_tensor(self.config.pos_weight if class_weighted else None, logits.device)
                 expression = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=pos_weight)
             else:
-                weight = self._config_tensor(self.config.class_weights, logits.device)
+                weight = self._config_tensor(self.config.class_weights if class_weighted else None, logits.device)
                 expression = F.cross_entropy(logits.float(), labels.long(), weight=weight)
             loss = loss + (expression if objective in ("discrete", "combined") else expression_weight * expression)
         if needs_regression:
@@ -564,12 +579,6 @@ class CageForExpressionInference(CagePreTrainedModel):
         self.config.weights_status = "imagenet_backbone"
 
 
-def _hub_offline() -> bool:
-    import os
-
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
-
-
 def _torchvision_imagenet_state_dict(backbone: str) -> tuple[dict[str, torch.Tensor], str]:
     """torchvision's first ImageNet weights of ``backbone`` (``IMAGENET1K_V1``; for ``maxvit_t`` the file
     ``maxvit_t-bc5ab103.pth``, the CAGE authors' starting point), and a description of where they came from.
@@ -590,7 +599,9 @@ def _torchvision_imagenet_state_dict(backbone: str) -> tuple[dict[str, torch.Ten
     cached = Path(torch.hub.get_dir()) / "checkpoints" / file_name
     source = f"torchvision's {backbone} ImageNet weights IMAGENET1K_V1 ({file_name})"
     hint = f"pass the file {file_name} ({weights.url}) as the backbone checkpoint (`--backbone-weights`)"
-    if not cached.is_file() and _hub_offline():
+    from huggingface_hub import is_offline_mode
+
+    if not cached.is_file() and is_offline_mode():
         raise RuntimeError(f"could not load {source}: offline (HF_HUB_OFFLINE=1) and not in {cached.parent}; {hint}")
     try:
         return weights.get_state_dict(progress=False, check_hash=True, map_location="cpu", weights_only=True), source

@@ -1,7 +1,8 @@
 """Ready-made CAGE configurations (AffectNet-8, AffectNet-7, EMOTIC) and untrained model folders.
 
-The one place that turns a dataset name into labels, regression targets, single/multi-label and crop
-policy; training, ``cage init-model`` and checkpoint conversion all start here.
+Turns a label set of the registry (``configuration_cage.LABEL_SETS``: labels, regression targets,
+single/multi-label) into a config, and the config into a processor with its crop policy; training,
+``cage init-model`` and checkpoint conversion all start here.
 """
 
 from __future__ import annotations
@@ -9,15 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .configuration_cage import AFFECTNET7_LABELS, AFFECTNET8_LABELS, DEFAULT_BACKBONE, EMOTIC_LABELS, CageConfig
+from .configuration_cage import DEFAULT_BACKBONE, LABEL_SETS, CageConfig
 from .image_processing_cage import CageImageProcessor
 from .modeling_cage import CageForExpressionInference
-
-LABEL_SETS = {
-    "affectnet8": AFFECTNET8_LABELS,
-    "affectnet7": AFFECTNET7_LABELS,
-    "emotic": EMOTIC_LABELS,
-}
 
 
 def make_config(
@@ -27,10 +22,11 @@ def make_config(
     image_size: int = 224,
     **overrides: Any,
 ) -> CageConfig:
-    """A ``CageConfig`` for one of ``LABEL_SETS``.
+    """A ``CageConfig`` for the label set ``labels``, a name in ``configuration_cage.LABEL_SETS``.
 
-    ``affectnet8``/``affectnet7``: single-label, valence and arousal. ``emotic``: 26 multi-label categories,
-    valence, arousal and dominance (paper, Section 4). ``backbone``: torchvision's ``maxvit_t`` (the
+    The label set gives ``id2label``, ``regression_targets`` and ``multi_label``: ``affectnet8``/``affectnet7``:
+    single-label, valence and arousal; ``emotic``: 26 multi-label categories, valence, arousal and dominance
+    (paper, Section 4). ``backbone``: torchvision's ``maxvit_t`` (the
     authors' network, default) or a timm model name (``CageConfig`` resolves ``backbone_library`` from it
     unless ``overrides`` name it). ``overrides`` go to ``CageConfig``.
 
@@ -39,13 +35,13 @@ def make_config(
     """
     if labels not in LABEL_SETS:
         raise ValueError(f"unknown label set {labels!r}; choose one of {', '.join(LABEL_SETS)}")
-    emotic = labels == "emotic"
+    label_set = LABEL_SETS[labels]
     fields: dict[str, Any] = {
         "backbone": backbone,
         "image_size": image_size,
-        "id2label": dict(enumerate(LABEL_SETS[labels])),
-        "regression_targets": ["valence", "arousal", "dominance"] if emotic else ["valence", "arousal"],
-        "multi_label": emotic,
+        "id2label": dict(enumerate(label_set.labels)),
+        "regression_targets": list(label_set.regression_targets),
+        "multi_label": label_set.multi_label,
         "objective": objective,
     }
     fields.update(overrides)

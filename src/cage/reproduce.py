@@ -301,8 +301,17 @@ def _model_complete(folder: Path) -> bool:
     return json.loads(config.read_text()).get("weights_status") == "trained"
 
 
+def _label_set_name(options: ReproduceOptions) -> str:
+    """The run's label set, a name in ``configuration_cage.LABEL_SETS``: ``affectnet8``/``affectnet7`` by
+    ``--classes`` for AffectNet, ``emotic`` for EMOTIC."""
+    from .configuration_cage import LABEL_SETS, affectnet_label_set
+
+    return affectnet_label_set(options.classes).name if options.dataset == "affectnet" else LABEL_SETS[options.dataset].name
+
+
 def training_arguments(options: ReproduceOptions, run_dir: Path, stage: int):
     """The ``TrainingArguments`` of stage 1 (``combined``) or stage 2 (``valence_arousal`` from stage 1)."""
+    from .configuration_cage import LABEL_SETS
     from .training.arguments import TrainingArguments
 
     common = dict(
@@ -317,7 +326,7 @@ def training_arguments(options: ReproduceOptions, run_dir: Path, stage: int):
             epochs=options.epochs, max_steps=options.max_steps, **common,
         )  # fmt: skip
     return TrainingArguments(
-        objective="valence_arousal", init_from=str(run_dir / "stage1"), balanced=options.dataset == "affectnet",
+        objective="valence_arousal", init_from=str(run_dir / "stage1"), balanced=not LABEL_SETS[_label_set_name(options)].multi_label,
         expression_loss_weight=options.expression_loss_weight,
         epochs=options.stage2_epochs or options.epochs,
         max_steps=options.stage2_max_steps if options.stage2_max_steps is not None else options.max_steps,
@@ -384,7 +393,7 @@ def reproduction_markdown(run: Run) -> str:
     from .data.stats import load_stats
     from .hub.card import METRIC_NAMES, METRIC_SECTIONS, dataset_name
     from .hub.paper_results import PAPER_PER_DIMENSION_AFFECTNET8, PAPER_RESULTS
-    from .configuration_cage import CageConfig
+    from .configuration_cage import LABEL_SETS, CageConfig
 
     record, options = run.record, run.options
     stages = record["stages"]
@@ -397,7 +406,7 @@ def reproduction_markdown(run: Run) -> str:
         (f"stage 2: valence-arousal, published (this run, test n = {test[2]['num_examples']})", test[2]),
         ("paper: valence-arousal", PAPER_RESULTS.get((dataset, "valence_arousal"), {})),
     ]
-    if dataset == "AffectNet-8":
+    if dataset == LABEL_SETS["affectnet8"].title:
         columns += list(PAPER_PER_DIMENSION_AFFECTNET8.items())
     shown = [(section, name) for section, name in CARD_METRICS
              if any(test[s].get(section, {}).get(name) is not None for s in (1, 2))]  # fmt: skip
@@ -609,6 +618,7 @@ def reproduce(options: ReproduceOptions) -> dict[str, Any]:
 
     Raises:
         ReproduceError: bad options, or a run directory started with other options.
+        cage.extras.MissingExtraError: the ``plots`` extra (matplotlib) is not installed.
         cage.data.PrepareError, ValueError, FileNotFoundError: from preparation and training (also recorded
             as the stage's ``error``).
         cage.hub.HubPushError: from staging or ``--push``.
@@ -628,11 +638,16 @@ def reproduce(options: ReproduceOptions) -> dict[str, Any]:
         raise ReproduceError(f"--backbone-weights {options.backbone_weights} does not exist")
     if not Path(options.root).is_dir():
         raise ReproduceError(f"{options.root} is not a folder (the {options.dataset} copy)")
+    from .extras import require_extra
+
+    require_extra("plots", "cage reproduce (evaluation plots, the card's circumplex figure)")  # before any stage
     if options.push:
-        from .hub.push import _offline, check_repo_id
+        from huggingface_hub import is_offline_mode
+
+        from .hub.push import check_repo_id
 
         check_repo_id(options.repo_id)
-        if _offline():
+        if is_offline_mode():
             raise ReproduceError("--push needs the network but HF_HUB_OFFLINE=1 is set (unset it, or drop --push)")
     from accelerate.utils import parse_flag_from_env
 
@@ -644,7 +659,7 @@ def reproduce(options: ReproduceOptions) -> dict[str, Any]:
 
     # The estimate, before any training.
     if not run.done("stage2") or options.estimate_only:
-        label_set = "emotic" if options.dataset == "emotic" else f"affectnet{options.classes}"
+        label_set = _label_set_name(options)
         measured = measure_throughput(options, label_set, options.estimate_steps)
         splits = run.stage("data").get("splits") if run.done("data") else None
         est = estimate(options, measured["images_per_s"], state.num_processes, splits)

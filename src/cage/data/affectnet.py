@@ -24,7 +24,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from ..configuration_cage import AFFECTNET7_LABELS, AFFECTNET8_LABELS
+from ..configuration_cage import LABEL_SETS, affectnet_label_set
 from ..image_processing_cage import to_rgb
 from .build import (
     ANNOTATION_CROP_POLICY,
@@ -69,8 +69,9 @@ def affectnet_features(num_classes: int = 8) -> datasets.Features:
 
     ``image`` (upright RGB face crop), ``label`` (``ClassLabel`` with AffectNet's names and order),
     ``valence`` and ``arousal`` (float32 in [-1, 1]), ``source_id`` (the image's path or id in the source).
+    ``num_classes``: 8 (``LABEL_SETS["affectnet8"]``) or 7 (``"affectnet7"``); any other value raises ``ValueError``.
     """
-    names = list(AFFECTNET8_LABELS if num_classes == 8 else AFFECTNET7_LABELS)
+    names = list(affectnet_label_set(num_classes).labels)
     return datasets.Features(
         {
             "image": datasets.Image(),
@@ -158,8 +159,10 @@ def prepare_affectnet(
         PrepareError: on bad options, an unknown or ambiguous layout, missing annotation files, or a training
             set too small to stratify. Problems with single examples never raise; they are logged.
     """
-    if classes not in (7, 8):
-        raise PrepareError(f"classes must be 8 (AffectNet-8) or 7 (AffectNet-7), got {classes}")
+    try:
+        affectnet_label_set(classes)
+    except ValueError as error:
+        raise PrepareError(str(error)) from None
     if not 0.0 < val_fraction < 1.0:
         raise PrepareError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if crop_format not in CROP_FORMATS:
@@ -528,7 +531,7 @@ def check_affectnet_labels(expression, valence, arousal, classes: int) -> tuple[
             math.nan,
             math.nan,
             EXCLUDED_CLASS,
-            f"expression {code} ({AFFECTNET8_LABELS[code]}) is not in AffectNet-7",
+            f"expression {code} ({LABEL_SETS['affectnet8'].labels[code]}) is not in AffectNet-7",
         )
     for name, value in values.items():
         if is_nan(value):

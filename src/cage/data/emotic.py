@@ -25,7 +25,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from ..configuration_cage import EMOTIC_LABELS
+from ..configuration_cage import LABEL_SETS
 from ..image_processing_cage import to_rgb
 from .build import (
     ANNOTATION_CROP_POLICY,
@@ -55,6 +55,8 @@ LAYOUTS = ("mat", "csv")
 SPLITS = {"train": "train", "val": "validation", "test": "test"}
 DIMENSIONS = ("valence", "arousal", "dominance")
 RAW_MIN, RAW_MAX = 1.0, 10.0
+# EMOTIC's 26 categories in the dataset's order, from the registry of label sets.
+EMOTIC_LABELS = LABEL_SETS["emotic"].labels
 _CATEGORY_INDEX = {name: index for index, name in enumerate(EMOTIC_LABELS)}
 
 

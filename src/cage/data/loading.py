@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from ..configuration_cage import AFFECTNET7_LABELS, AFFECTNET8_LABELS, EMOTIC_LABELS
+from ..configuration_cage import LABEL_SETS
+from ..hub_ids import looks_like_repo_id
 from .stats import class_weights_from_counts, pos_weights_from_counts
 from .transforms import BatchTransform, collate_examples
 
@@ -35,7 +36,7 @@ def load_prepared_dataset(data: str | Path) -> datasets.DatasetDict:
     path = Path(data)
     if path.exists():
         dataset = datasets.load_from_disk(str(path))
-    elif str(data).startswith((".", "/", "~")) or str(data).count("/") != 1:
+    elif not looks_like_repo_id(data):
         raise FileNotFoundError(f"{data}: no such dataset folder (and not a Hub dataset id 'owner/name')")
     else:
         dataset = datasets.load_dataset(str(data))
@@ -53,7 +54,9 @@ def load_prepared_dataset(data: str | Path) -> datasets.DatasetDict:
 
 
 def label_set_of(split: datasets.Dataset) -> str:
-    """``"affectnet8"``, ``"affectnet7"`` or ``"emotic"``, from the split's features.
+    """The name in ``configuration_cage.LABEL_SETS`` of the split's label set (``"affectnet8"``, ``"affectnet7"``
+    or ``"emotic"``), from its features: a ``label`` ClassLabel is matched by its names (single-label sets), a
+    ``labels`` multi-hot by its width (multi-label sets).
 
     Raises:
         ValueError: the class names are not AffectNet's (in AffectNet order) or EMOTIC's 26 categories.
@@ -61,19 +64,20 @@ def label_set_of(split: datasets.Dataset) -> str:
     features = split.features
     if "label" in features:
         names = tuple(features["label"].names) if isinstance(features["label"], datasets.ClassLabel) else None
-        for key, expected in (("affectnet8", AFFECTNET8_LABELS), ("affectnet7", AFFECTNET7_LABELS)):
-            if names == expected:
-                return key
+        for label_set in LABEL_SETS.values():
+            if not label_set.multi_label and names == label_set.labels:
+                return label_set.name
         raise ValueError(f"the `label` ClassLabel names {names} are not AffectNet-8/-7 in AffectNet's order")
+    emotic = LABEL_SETS["emotic"]
     width = len(split[0]["labels"]) if len(split) else None
-    if width != len(EMOTIC_LABELS):
-        raise ValueError(f"`labels` must be EMOTIC's {len(EMOTIC_LABELS)}-category multi-hot, got width {width}")
-    return "emotic"
+    if width != len(emotic.labels):
+        raise ValueError(f"`labels` must be EMOTIC's {len(emotic.labels)}-category multi-hot, got width {width}")
+    return emotic.name
 
 
 def loss_weights(train: datasets.Dataset, label_set: str) -> dict[str, list[float]]:
     """``{"class_weights": [...]}`` (AffectNet) or ``{"pos_weight": [...]}`` (EMOTIC) from the training split."""
-    if label_set == "emotic":
+    if LABEL_SETS[label_set].multi_label:
         multi_hot = np.asarray(train.with_format("numpy")["labels"], dtype=np.float64)
         return {"pos_weight": pos_weights_from_counts(multi_hot.sum(axis=0).astype(int).tolist(), len(multi_hot))}
     num_classes = len(train.features["label"].names)

@@ -1,4 +1,4 @@
-"""Figures of an evaluation (matplotlib, Agg backend, PNG files).
+"""Figures of an evaluation (matplotlib, Agg backend, PNG files; matplotlib comes with the ``plots`` extra).
 
 - ``confusion_matrix.png``: row-normalised confusion matrix (true rows, predicted columns), counts annotated.
 - ``circumplex.png``: predicted and true (valence, arousal) on Russell's circumplex, [-1, 1] squared.
@@ -16,6 +16,9 @@ import numpy as np
 
 
 def _pyplot():
+    from ..extras import require_extra
+
+    require_extra("plots", "evaluation plots")
     import matplotlib
 
     matplotlib.use("Agg")

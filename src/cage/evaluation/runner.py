@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .metrics import compute_metrics, concordance_correlation_coefficient, to_json_ready
+from .metrics import compute_metrics, to_json_ready
 
 logger = logging.getLogger(__name__)
 
@@ -68,32 +67,27 @@ def predict_split(accelerator, model, loader, channels_last: bool = False) -> di
     return result
 
 
-def validation_loss(config, predictions: dict[str, np.ndarray]) -> float:
-    """The objective's loss over a whole split, with an UNWEIGHTED CE/BCE (the authors validated unweighted;
-    AffectNet's validation set is balanced). CCC over the split, 1/n moments."""
-    logits = torch.as_tensor(predictions["logits"], dtype=torch.float64)
-    regression = torch.as_tensor(predictions["regression"], dtype=torch.float64)
-    labels = torch.as_tensor(predictions["labels"])
-    targets = torch.as_tensor(predictions["regression_labels"], dtype=torch.float64)
-    loss = 0.0
-    expression_weight = getattr(config, "expression_loss_weight", 0.0)
-    if config.objective in ("discrete", "combined") or expression_weight > 0:
-        if config.multi_label:
-            expression = float(F.binary_cross_entropy_with_logits(logits, labels.double()))
-        else:
-            expression = float(F.cross_entropy(logits, labels.long()))
-        loss += expression if config.objective in ("discrete", "combined") else expression_weight * expression
-    if config.objective in ("combined", "valence_arousal"):
-        mse = float(F.mse_loss(regression, targets))
-        if config.objective == "combined":
-            loss += config.alpha * mse
-        else:
-            cccs = [
-                concordance_correlation_coefficient(regression[:, i].numpy(), targets[:, i].numpy())
-                for i in range(targets.shape[1])
-            ]
-            loss += float(np.mean([1.0 - c for c in cccs])) + config.beta * mse
-    return loss
+def validation_loss(model, predictions: dict[str, np.ndarray]) -> float:
+    """The objective's loss over a whole split: the model's own ``compute_loss`` (one formula for training and
+    validation) over all gathered predictions at once, with an UNWEIGHTED CE/BCE (``class_weighted=False``:
+    the authors validated unweighted; AffectNet's validation set is balanced). CCC over the whole split, 1/n
+    moments.
+
+    Args:
+        model: the unwrapped ``CageForExpressionInference`` (only its ``compute_loss`` and config are used).
+        predictions: the output of [`predict_split`].
+
+    Returns:
+        The loss as a Python float (computed in float32, as in training).
+    """
+    loss = model.compute_loss(
+        torch.as_tensor(predictions["logits"]),
+        torch.as_tensor(predictions["regression"]),
+        torch.as_tensor(predictions["labels"]),
+        torch.as_tensor(predictions["regression_labels"]),
+        class_weighted=False,
+    )
+    return float(loss)
 
 
 def metrics_for(config, predictions: dict[str, np.ndarray], split: str) -> dict[str, Any]:
@@ -135,13 +129,18 @@ def evaluate_model(
 
     Raises:
         cage.model_folder.ModelLoadError: the model cannot be loaded.
+        cage.extras.MissingExtraError: ``plots`` is given but the ``plots`` extra (matplotlib) is not installed.
         ValueError / FileNotFoundError: the data or split is missing, or its labels do not match the model's.
     """
     from accelerate import Accelerator
 
-    from ..model_folder import load_model_and_processor
     from ..data.loading import load_prepared_dataset, make_loader, with_cage_transform
     from ..data.transforms import eval_transform
+    from ..extras import require_extra
+    from ..model_folder import load_model_and_processor
+
+    if plots is not None:  # before any work
+        require_extra("plots", "cage evaluate --plots")
 
     accelerator = Accelerator(mixed_precision=mixed_precision)
     network, processor = load_model_and_processor(model)
@@ -168,11 +167,11 @@ def evaluate_model(
 
 def check_labels_match(config, split, data_name: str) -> None:
     """Raise ``ValueError`` unless the split's label names equal the model's ``id2label`` (same order)."""
-    from ..presets import LABEL_SETS
+    from ..configuration_cage import LABEL_SETS
     from ..data.loading import label_set_of
 
     names = tuple(config.id2label[i] for i in range(config.num_labels))
-    if LABEL_SETS[label_set_of(split)] != names:
+    if LABEL_SETS[label_set_of(split)].labels != names:
         raise ValueError(f"{data_name}: the dataset's labels ({label_set_of(split)}) differ from the model's {names}")
 
 

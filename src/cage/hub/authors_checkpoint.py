@@ -139,7 +139,8 @@ def convert_authors_checkpoint(
     """
     from ..model_folder import save_model_folder
     from ..modeling_cage import CageForExpressionInference
-    from ..presets import LABEL_SETS, make_config, make_image_processor
+    from ..configuration_cage import LABEL_SETS
+    from ..presets import make_config, make_image_processor
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
@@ -148,7 +149,7 @@ def convert_authors_checkpoint(
     state = authors_state_dict_to_cage(read_authors_state_dict(checkpoint), source=str(checkpoint))
 
     num_outputs = state["head.output.weight"].shape[0]
-    num_labels = len(LABEL_SETS[labels])
+    num_labels = len(LABEL_SETS[labels].labels)
     overrides: dict[str, Any] = {}
     if num_outputs == 2 and objective == "valence_arousal":
         overrides["id2label"] = {}  # the authors' VA head: valence and arousal only
@@ -171,7 +172,7 @@ def convert_authors_checkpoint(
             "checkpoint_file": checkpoint.name,
             "checkpoint_sha256": digest,
             "variant": variant,
-            "dataset": {"affectnet8": "AffectNet-8", "affectnet7": "AffectNet-7"}[labels],
+            "dataset": LABEL_SETS[labels].title,
         },
         **overrides,
     )

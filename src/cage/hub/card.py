@@ -15,7 +15,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..configuration_cage import AFFECTNET7_LABELS, AFFECTNET8_LABELS, CageConfig
+from ..configuration_cage import LABEL_SETS, CageConfig, label_set_of_labels
 from .paper_results import (
     AFFECTNET_CLASS_MEDIANS,
     CAGE_BIBTEX,
@@ -103,10 +103,9 @@ def dataset_name(config: CageConfig) -> str | None:
     recipe = config.training_recipe or {}
     if isinstance(recipe.get("dataset"), str):
         return recipe["dataset"]
-    labels = tuple(config.id2label[i] for i in range(config.num_labels))
-    if config.multi_label and len(labels) == 26:
-        return "EMOTIC"
-    return {AFFECTNET8_LABELS: "AffectNet-8", AFFECTNET7_LABELS: "AffectNet-7"}.get(labels)
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    label_set = label_set_of_labels(labels, config.multi_label)
+    return None if label_set is None else label_set.title
 
 
 def _dataset_id(name: str | None) -> str:
@@ -187,7 +186,7 @@ def evaluation_tables(metrics: dict[str, Any] | None, config: CageConfig) -> lis
             "(the paper's P, R and F1 are weighted).",
             [("expression", n) for n in names],
         )
-    per_dimension_extra = list(PAPER_PER_DIMENSION_AFFECTNET8.items()) if dataset == "AffectNet-8" else []
+    per_dimension_extra = list(PAPER_PER_DIMENSION_AFFECTNET8.items()) if dataset == LABEL_SETS["affectnet8"].title else []
     table(
         "Per dimension",
         "Each of valence, arousal (and dominance) on its own, on the [-1, 1] scale. PCC: Pearson correlation; "

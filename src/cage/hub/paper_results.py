@@ -15,7 +15,8 @@ from __future__ import annotations
 PAPER_TITLE = "CAGE: Circumplex Affect Guided Expression Inference (Wagner et al., CVPR 2024 Workshops)"
 PAPER_URL = "https://arxiv.org/abs/2404.14975"
 
-# One entry per published model: (dataset, objective) -> {"name", section -> {metric -> value}}.
+# One entry per published model: (dataset, objective) -> {"name", section -> {metric -> value}}; the dataset is
+# the label set's title in ``configuration_cage.LABEL_SETS`` (what ``hub.card.dataset_name`` returns).
 PAPER_RESULTS: dict[tuple[str, str], dict] = {
     ("AffectNet-7", "combined"): {
         "name": "CAGE MaxViT combined (paper)",

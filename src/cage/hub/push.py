@@ -9,7 +9,6 @@ card, and the metrics JSON when given. ``HfApi.upload_folder`` then sends it as 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -159,11 +158,11 @@ def upload_staged_folder(
         HubPushError: offline mode, authentication, repository or network problems, as one line; a folder
             without ``README.md`` or with pickle files.
     """
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, is_offline_mode
     from huggingface_hub.errors import OfflineModeIsEnabled
 
     stage_dir = Path(stage_dir)
-    if _offline():
+    if is_offline_mode():
         raise HubPushError(hub_error_message(OfflineModeIsEnabled("HF_HUB_OFFLINE=1"), repo_id))
     check_repo_id(repo_id)
     if not (stage_dir / "README.md").is_file():
@@ -182,12 +181,6 @@ def upload_staged_folder(
     except Exception as error:  # every Hub/network failure becomes one line
         raise HubPushError(hub_error_message(error, repo_id, revision)) from error
     return commit.commit_url
-
-
-def _offline() -> bool:
-    from huggingface_hub import constants, is_offline_mode
-
-    return is_offline_mode() or constants._is_true(os.environ.get("HF_HUB_OFFLINE"))
 
 
 def hub_error_message(error: Exception, repo_id: str, revision: str | None = None) -> str:
@@ -240,11 +233,10 @@ def push_model_folder(
     Raises:
         HubPushError: offline mode, authentication, repository, network or folder problems, as one line.
     """
-    from huggingface_hub import HfApi
-
+    from huggingface_hub import HfApi, is_offline_mode
     from huggingface_hub.errors import OfflineModeIsEnabled
 
-    if _offline():
+    if is_offline_mode():
         raise HubPushError(hub_error_message(OfflineModeIsEnabled("HF_HUB_OFFLINE=1"), repo_id))
     check_repo_id(repo_id)
     check_model_folder(model_dir)  # fail on the folder before touching the network

@@ -233,7 +233,11 @@ def run_predict(args: argparse.Namespace) -> int:
         analyzer, files, every=args.every, fps=args.fps, images_per_batch=min(8, args.batch_size), boxes=boxes
     )
     if has_video:  # face tracks and a per-track summary closing each video (tracking.py)
+        from ..extras import require_extra
         from .tracking import TrackSummary, track_results
+
+        if args.plot:  # before any video is read
+            require_extra("plots", "cage predict --plot")
 
         pairs = track_results(pairs, analyzer.config, args.plot)
     try:

@@ -253,6 +253,9 @@ def plot_tracks(file: str, stats: dict[int, _TrackStats], targets: Sequence[str]
     """Write ``<video stem>_timeline.png`` (each regression target over time, one line per track) and
     ``<video stem>_circumplex.png`` (each track's path in the valence-arousal plane, start marked with a circle,
     end with a cross) into ``folder``; returns their paths. Uses matplotlib's Agg backend (no display)."""
+    from ..extras import require_extra
+
+    require_extra("plots", "cage predict --plot")
     import matplotlib
 
     matplotlib.use("Agg")

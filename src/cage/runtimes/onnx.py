@@ -60,12 +60,11 @@ def export_onnx(
         An [`ExportReport`]; ``report.passed`` is max |delta| <= 1e-4 on both outputs.
 
     Raises:
-        ImportError: ``onnx``/``onnxruntime`` are missing (``pip install onnx onnxruntime``).
+        cage.extras.MissingExtraError: ``onnx``/``onnxruntime`` are missing (``pip install 'cage[onnx]'``).
     """
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError as error:
-        raise ImportError("ONNX export needs onnxruntime and onnx: pip install onnx onnxruntime") from error
+    from ..extras import require_extra
+
+    require_extra("onnx", "ONNX export")
     output_file = Path(output_file)
     output_file.parent.mkdir(parents=True, exist_ok=True)
     size = int(model.config.image_size)
@@ -138,9 +137,15 @@ class OnnxRuntimeModel:
 
     ``__call__(pixel_values)`` takes ``(B, 3, S, S)`` float32 (torch or NumPy) and returns a ``CageOutput``
     with CPU tensors ``logits`` ``(B, num_labels)`` and ``regression`` ``(B, R)``.
+
+    Raises:
+        cage.extras.MissingExtraError: onnxruntime is not installed (``pip install 'cage[onnx]'``).
     """
 
     def __init__(self, path: str | Path, config: Any, threads: int | None = None):
+        from ..extras import require_extra
+
+        require_extra("onnx", "the ONNX Runtime path")
         import onnxruntime as ort
 
         options = ort.SessionOptions()

@@ -116,7 +116,10 @@ def runtime_candidates(
     order = {"auto": (bf16 if features.native_bf16 else []) + fp32, "fp32": fp32, "bf16": bf16}[precision]
     paths = [p for p in order if p[0] in installed and runtime in ("auto", p[0])]
     if not paths:
-        raise ValueError(f"no {precision} path for runtime {runtime!r} (installed: {', '.join(sorted(installed))})")
+        hint = "; the onnx runtime needs the 'onnx' extra: pip install 'cage[onnx]'" if runtime == "onnx" else ""
+        raise ValueError(
+            f"no {precision} path for runtime {runtime!r} (installed: {', '.join(sorted(installed))}){hint}"
+        )
     return paths
 
 

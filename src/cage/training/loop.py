@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ..configuration_cage import LABEL_SETS
 from ..data.loading import (
     ClassBalancedSampler,
     describe,
@@ -72,14 +73,14 @@ def build_model(args: TrainingArguments, label_set: str, weights: dict[str, list
     """The model and processor to train: from ``--init-from``, or new with ImageNet (or, explicitly, random)
     trunk weights. Raises ``ValueError`` when no trunk weights are given and ``--random-init`` is not set."""
     from ..modeling_cage import CageForExpressionInference
-    from ..presets import LABEL_SETS, make_config, make_image_processor
+    from ..presets import make_config, make_image_processor
 
     if args.init_from:
         from ..model_folder import load_model_and_processor
 
         model, processor = load_model_and_processor(args.init_from)
         names = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
-        if names != LABEL_SETS[label_set]:
+        if names != LABEL_SETS[label_set].labels:
             raise ValueError(f"--init-from {args.init_from} predicts {names}, but the data is {label_set}")
         model.config.objective = args.objective
         model.config.class_weights = weights.get("class_weights")
@@ -220,7 +221,7 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
             raise ValueError(f"{args.data}: no {name!r} split (has {', '.join(dataset)})")
     label_set = label_set_of(dataset["train"])
     weights = loss_weights(dataset["train"], label_set)
-    if args.balanced and label_set == "emotic":
+    if args.balanced and LABEL_SETS[label_set].multi_label:
         raise ValueError("--balanced needs single-label (AffectNet) data")
     if args.balanced and weights.get("class_weights") is not None:
         # The sampler already draws every class equally often; inverse-frequency CE weights on top would
@@ -318,7 +319,7 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
     def validate() -> dict[str, Any]:
         predictions = predict_split(accelerator, model, val_loader, args.channels_last)
         metrics = metrics_for(config, predictions, "validation")
-        metrics["loss"] = validation_loss(config, predictions)
+        metrics["loss"] = validation_loss(accelerator.unwrap_model(model), predictions)
         value = selection_value(metrics, selection)
         improved = _is_better(value, state["best_metric"], greater)
         state["history"].append(
