@@ -32,7 +32,7 @@ def test_offline_errors_follow_huggingface_hub(monkeypatch, tmp_path):
     from huggingface_hub import constants
 
     from cage.face_detection_cage import resolve_yunet_model
-    from cage.inference import ModelLoadError, load_model_and_processor
+    from cage.model_folder import ModelLoadError, load_model_and_processor
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE=1 forbids downloading"):
