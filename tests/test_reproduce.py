@@ -122,6 +122,10 @@ def test_card_holds_this_runs_numbers_beside_the_papers(run_dir):
     assert cells[1:5] == [f"{stage1['pooled_valence_arousal']['ccc']:.4f}", "0.6592",
                           f"{metrics['pooled_valence_arousal']['ccc']:.4f}", "0.7840"]  # fmt: skip
     assert '"random_init": true' in text and "Seeds: data split 0, training 42" in text
+    # A rehearsal from a random trunk names no ImageNet base model, also through stage 2's --init-from.
+    assert card.data.base_model is None
+    stage2_config = json.loads((run_dir / "hub" / "config.json").read_text())
+    assert stage2_config["training_recipe"]["trunk_start"] == "random"
     staged = {p.name for p in (run_dir / "hub").iterdir()}
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "modeling_cage.py", "metrics.json",
             "circumplex.png", "reproduce.json"} <= staged  # fmt: skip

@@ -430,6 +430,11 @@ class CageForExpressionInference(CagePreTrainedModel):
         )
         return output if return_dict else output.to_tuple()
 
+    @property
+    def loss_function(self):
+        """This model's loss: [`compute_loss`] (transformers' generic ``loss_function`` lookup does not apply)."""
+        return self.compute_loss
+
     def compute_loss(
         self,
         logits: torch.Tensor,

@@ -271,6 +271,8 @@ def _base_model(config: CageConfig) -> str | None:
         return recipe["base_model"]
     if config.weights_status == "untrained" or config.backbone_library != "timm":
         return None  # random weights derive from nothing; torchvision weights are not a Hub repo
+    if recipe.get("trunk_start") == "random":
+        return None  # trained from a random trunk (--random-init): no ImageNet checkpoint behind it
     import timm
 
     pretrained_cfg = timm.models.get_pretrained_cfg(config.backbone)

@@ -7,6 +7,7 @@ OpenVINO is a dependency of cage; int8 quantisation also needs ``nncf`` (``pip i
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,11 @@ def convert_to_openvino(model: torch.nn.Module) -> Any:
 
     ov = _openvino()
     size = int(model.config.image_size)
-    with torch.no_grad():
+    # Tracing reads every attribute of the model, which makes transformers and torch print deprecation and
+    # tracer warnings that say nothing about the converted graph (it is checked against PyTorch afterwards).
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         converted = ov.convert_model(
             _OutputsAsTuple(model).eval(),
             example_input=torch.zeros(1, 3, size, size),

@@ -231,6 +231,12 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
 
     # Model: ImageNet trunk or a previous CAGE model; never silently random.
     model, processor = build_model(args, label_set, weights, log)
+    # Where the trunk's weights started ("imagenet", "random"; inherited through --init-from): the model card
+    # names an ImageNet base model only when there was one.
+    if args.init_from:
+        trunk_start = (model.config.training_recipe or {}).get("trunk_start", "unknown")
+    else:
+        trunk_start = "random" if args.random_init else "imagenet"
     config = model.config
     # Framing: the saved processor crops detector boxes as the training crops frame the detected face.
     apply_training_framing(processor, dataset["train"], args.framing_file, log)
@@ -450,6 +456,7 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
     recipe = {
         "paper": PAPER,
         "arguments": args.to_dict(),
+        "trunk_start": trunk_start,
         "data": {"source": args.data, "label_set": label_set, "splits": describe(dataset)},
         "loss_weights": weights,
         "num_processes": accelerator.num_processes,
