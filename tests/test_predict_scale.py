@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 from PIL import Image
 
 N_CROPS = 40
@@ -36,15 +36,9 @@ def _cage(*args: str, processes: int = 1) -> list[str]:
     if processes == 1:
         return [sys.executable, "-m", "cage", *args]
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
-    port = str(_free_port())  # not the default 29500, which parallel runs on the same machine may hold
+    port = str(free_port())  # not the default 29500, which parallel runs on the same machine may hold
     return [accelerate, "launch", "--multi_gpu", "--num_processes", str(processes), "--main_process_port", port,
             "-m", "cage", *args]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run(*args: str, processes: int = 1, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -293,14 +293,14 @@ def test_emotic_rehearsal(tmp_path):
 def test_two_processes_under_accelerate_launch(affectnet_root, tmp_path):
     # `accelerate launch -m cage reproduce` with two gloo CPU processes (see tests/test_training.py for why
     # --multi_gpu with ACCELERATE_USE_CPU=1): the main process alone prepares and writes; both train and evaluate.
-    from test_training import _free_port
+    from conftest import free_port
 
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
                HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="1")  # fmt: skip
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
-        "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+        "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
         "-m", "cage", "reproduce", "affectnet", str(affectnet_root), "--out", str(out), *OPTIONS,
         "--max-steps", "1", "--stage2-max-steps", "1", "--batch-size", "2",
     ]  # fmt: skip
