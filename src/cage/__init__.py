@@ -102,8 +102,22 @@ elif not any(isinstance(finder, _RegisterWhenReady) for finder in sys.meta_path)
     sys.meta_path.insert(0, _RegisterWhenReady())
 
 
-def __getattr__(name: str):
-    # PEP 562: public names load on first access (`cage.ExpressionAnalyzer` is the documented Python API).
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'cage' has no attribute {name!r}")
+def lazy_exports(package: str, exports: dict[str, str]):
+    """A PEP 562 module ``__getattr__`` for ``package`` that imports ``exports[name]`` (a submodule name relative
+    to ``package``) on first access of ``name``: the package ``__init__`` files of cage use it so that importing
+    them stays light (the fast-start rule in ``cage.cli``).
+
+    Raises (from the returned function):
+        AttributeError: ``name`` is not exported.
+    """
+
+    def __getattr__(name: str):
+        if name in exports:
+            return getattr(importlib.import_module(f".{exports[name]}", package), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+# Public names load on first access (`cage.ExpressionAnalyzer` is the documented Python API).
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -2,7 +2,7 @@
 over a split with Accelerate (``runner``), figures (``plots``) and ``cage evaluate`` (``cli``).
 Imports are lazy so that the ``cage`` command starts fast."""
 
-from importlib import import_module
+from .. import lazy_exports
 
 _EXPORTS = {
     "compute_metrics": "metrics",
@@ -16,7 +16,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

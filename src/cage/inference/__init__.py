@@ -4,7 +4,7 @@ files, folders and videos, output writers, the Python API.
 Imports are lazy so that the ``cage`` command starts fast (see ``cage.cli``).
 """
 
-from importlib import import_module
+from .. import lazy_exports
 
 _EXPORTS = {
     "ExpressionAnalyzer": "api",
@@ -18,7 +18,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

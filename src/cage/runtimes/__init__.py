@@ -6,7 +6,7 @@ and ``regression``, so [`cage.pipeline_cage.FaceExpressionAnalyzer`] can use any
 so that the ``cage`` command starts fast (see ``cage.cli``).
 """
 
-from importlib import import_module
+from .. import lazy_exports
 
 # The agreement bars every check of a runner uses (``cage export onnx``, ``--runtime auto``, ``cage bench``),
 # against PyTorch eager fp32 on the same inputs:
@@ -26,7 +26,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
