@@ -70,7 +70,7 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
             detect_size: ``"auto"`` (default: images over 1024 px are also searched in native-resolution tiles,
                 so small faces in group photos are found; slower on large images) or a longer side in pixels
                 to downscale to for one fast detection pass (see ``face_detection_cage``).
-            latency: with ``runtime="auto"``/``"openvino"``: compile for one request at a time (webcam).
+            latency: with ``runtime="auto"``: time the working paths on one image and take the fastest (webcam).
 
         Raises:
             cage.model_folder.ModelLoadError: the model cannot be loaded (message says why).

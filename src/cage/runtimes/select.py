@@ -164,7 +164,7 @@ def check_runner(runner: Any, model: Any, precision: str) -> dict[str, float]:
     return deltas
 
 
-def _build(path: tuple[str, str], model: Any, source: str, latency: bool, threads: int | None, cache_dir: Any) -> Any:
+def _build(path: tuple[str, str], model: Any, source: str, threads: int | None, cache_dir: Any) -> Any:
     runtime, precision = path
     if runtime == "torch":
         return model  # FaceExpressionAnalyzer applies bf16 autocast + channels-last itself
@@ -177,7 +177,7 @@ def _build(path: tuple[str, str], model: Any, source: str, latency: bool, thread
         from .openvino import OpenVinoModel, cached_openvino_model
 
         artifact = cached_openvino_model(model, cache_dir)
-        runner = OpenVinoModel(artifact, model.config, precision=precision, threads=threads, latency=latency)
+        runner = OpenVinoModel(artifact, model.config, precision=precision, threads=threads, cache_dir=cache_dir)
     verdict = artifact.with_name(f"{artifact.stem}.{precision}.check.json")  # checked once per model and machine
     if not verdict.is_file():
         verdict.write_text(json.dumps(check_runner(runner, model, precision)))
@@ -207,7 +207,7 @@ def load_runner(
         runtime: ``"auto"``, ``"openvino"``, ``"onnx"`` or ``"torch"``.
         precision: ``"auto"``, ``"fp32"`` or ``"bf16"``.
         source: the model's name for messages.
-        latency: compile for one request at a time and pick the lowest-latency path (webcam).
+        latency: time every working path on one image and pick the lowest-latency one (webcam).
         features: the CPU's features (default: [`cpu_features`]); tests pass fake ones.
 
     Returns:
@@ -224,7 +224,7 @@ def load_runner(
         if latency and path[0] == "onnx" and any(p[0] == "openvino" for p, _ in working):
             continue  # with OpenVINO working, ONNX Runtime is not worth a conversion for the latency race
         try:
-            runner = _build(path, model, source, latency, threads, cache_dir)
+            runner = _build(path, model, source, threads, cache_dir)
         except Exception as error:  # noqa: BLE001 - any failure of an optional runtime means: use the next path
             failures.append(f"{path[0]} {path[1]} failed ({type(error).__name__}: {str(error).splitlines()[0]})")
             continue
