@@ -28,7 +28,7 @@ def save_model_folder(model: Any, image_processor: Any, output_dir: str | Path) 
     Writes ``model.safetensors``, ``config.json`` (with ``auto_map`` and ``custom_pipelines``),
     ``preprocessor_config.json`` and the flat code files the Auto classes and the pipeline need as remote
     code (``configuration_cage.py``, ``modeling_cage.py``, ``image_processing_cage.py``, ``pipeline_cage.py``,
-    ``face_detection_cage.py``). The model stays on its device; only its config gains ``custom_pipelines``.
+    ``face_analysis_cage.py``, ``face_detection_cage.py``). The model stays on its device; only its config gains ``custom_pipelines``.
     """
     import cage  # noqa: F401  (registers the Auto classes, so that auto_map and code files are written)
 
@@ -41,6 +41,17 @@ def save_model_folder(model: Any, image_processor: Any, output_dir: str | Path) 
     pipe = FaceExpressionPipeline(model=model, image_processor=image_processor, device=model.device, task=TASK)
     pipe.save_pretrained(output_dir)
     return output_dir
+
+
+def warn_if_untrained(name: str, weights_status: str) -> None:
+    """Log a warning (logger ``cage.model_folder``) unless ``weights_status`` is ``"trained"``: an untrained
+    model's predictions are not meaningful."""
+    if weights_status != "trained":
+        logger.warning(
+            "%s has weights_status=%r: its predictions are not meaningful (no trained CAGE weights)",
+            name,
+            weights_status,
+        )
 
 
 def load_model_and_processor(model: str | Path, device: Any = None) -> tuple[Any, Any]:
@@ -79,12 +90,7 @@ def load_model_and_processor(model: str | Path, device: Any = None) -> tuple[Any
         raise ModelLoadError(f"{name}: cannot load the model: {error}") from error
     if getattr(network.config, "model_type", None) != "cage":
         raise ModelLoadError(f"{name}: model_type is {network.config.model_type!r}, not a CAGE model")
-    if getattr(network.config, "weights_status", "trained") != "trained":
-        logger.warning(
-            "%s has weights_status=%r: its predictions are not meaningful (no trained CAGE weights)",
-            name,
-            network.config.weights_status,
-        )
+    warn_if_untrained(name, getattr(network.config, "weights_status", "trained"))
     if device is not None:
         network = network.to(device)
     return network.eval(), processor

@@ -385,7 +385,7 @@ def measure_photo_latency(
     (one face): median and p90 milliseconds per path, and which path ``cage webcam`` (``--runtime auto``,
     compiled for latency) picks here."""
     from ..inference.predict import predict_paths
-    from ..pipeline_cage import FaceExpressionAnalyzer
+    from ..face_analysis_cage import FaceExpressionAnalyzer
     from ..runtimes.select import cpu_features, installed_runtimes, load_runner, runtime_candidates
 
     photo = faces_dir / "obama.jpg"

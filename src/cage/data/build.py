@@ -81,7 +81,7 @@ def check_output_dir(out_dir: str | Path, overwrite: bool, root: str | Path) -> 
 def read_source_image(path: str, split: str, source_id: str, log: ProblemLog) -> tuple[bytes, Image.Image] | None:
     """Read and fully decode a dataset's image file; on failure log ``missing_image``/``unreadable_image`` and
     return None (one bad file never stops ``cage prepare``). Inference reads images with
-    ``cage.pipeline_cage.read_image`` instead, which raises ``OSError``.
+    ``cage.face_analysis_cage.read_image`` instead, which raises ``OSError``.
 
     Returns:
         ``(file bytes, decoded PIL image)``; the image is decoded completely, so a truncated JPEG fails here.

@@ -14,13 +14,13 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from ..pipeline_cage import DEFAULT_PRECISION, FaceExpressionAnalyzer
+from ..face_analysis_cage import DEFAULT_PRECISION, FaceExpressionAnalyzer
 
 
 class ExpressionAnalyzer(FaceExpressionAnalyzer):
     """Expression, valence and arousal for every face in images, frames and videos.
 
-    The same object as ``pipeline_cage.FaceExpressionAnalyzer`` (used by the CLI, the Space and the
+    The same object as ``face_analysis_cage.FaceExpressionAnalyzer`` (used by the CLI, the Space and the
     transformers pipeline), plus loading and video helpers. Methods:
 
     - ``predict(image)``: a PIL image (any mode, EXIF applied), a file path or an RGB ``(H, W, 3)`` uint8
@@ -57,7 +57,7 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
             device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
             batch_size: crops per forward pass.
             detector_model: YuNet's ONNX file.
-            precision: ``"fp32"`` (default, ``pipeline_cage.DEFAULT_PRECISION``), ``"bf16"`` or ``"auto"`` (bf16
+            precision: ``"fp32"`` (default, ``face_analysis_cage.DEFAULT_PRECISION``), ``"bf16"`` or ``"auto"`` (bf16
                 where the hardware has it natively).
             runtime: ``"torch"`` (default), ``"onnx"`` (ONNX Runtime, fp32), ``"openvino"`` (OpenVINO; fp32, or
                 bf16 with ``precision="auto"``/``"bf16"`` where the CPU has native bf16) or ``"auto"``: the
@@ -79,6 +79,14 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
         from ..model_folder import load_model_and_processor
         from ..runtimes.select import RUNTIMES
 
+        options = dict(detector=detector, batch_size=batch_size, detector_model=detector_model, detect_size=detect_size)
+        if onnx_model is None and not latency:
+            from .fast_start import fast_start_parts
+
+            parts = fast_start_parts(model, runtime, precision, device)
+            if parts is not None:  # the cached OpenVINO graph this folder was checked with: no torch needed
+                runner, processor = parts
+                return cls(runner, processor, device="cpu", precision=runner.precision, **options)
         network, processor = load_model_and_processor(model)
 
         if runtime not in RUNTIMES:
@@ -90,24 +98,19 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
 
             network = OnnxRuntimeModel(onnx_model, network.config)
         elif runtime != "torch":
-            from ..pipeline_cage import resolve_device
+            from ..face_analysis_cage import resolve_device
 
             if resolve_device(device).type == "cpu":
                 from ..runtimes.select import load_runner
 
                 network, _, precision = load_runner(network, runtime, precision, source=str(model), latency=latency)
+                if not latency:
+                    from .fast_start import record_fast_start
+
+                    record_fast_start(model, network, processor)  # the next load of this folder starts fast
             elif runtime != "auto":
                 raise ValueError(f"runtime {runtime!r} runs on the CPU only; use device='cpu' or runtime='torch'")
-        return cls(
-            network,
-            processor,
-            detector=detector,
-            device=device,
-            batch_size=batch_size,
-            detector_model=detector_model,
-            precision=precision,
-            detect_size=detect_size,
-        )
+        return cls(network, processor, device=device, precision=precision, **options)
 
     def predict_video(self, path: str | os.PathLike, every: int = 1, fps: float | None = None) -> Iterator[Any]:
         """Stream ``ImageResult``s (``file``, ``frame``, ``time_s``, ``faces``) for the sampled frames of a video.

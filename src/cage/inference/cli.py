@@ -285,7 +285,7 @@ def _camera_source(camera: str) -> Any:
 def run_webcam(args: argparse.Namespace) -> int:
     import cv2
 
-    from ..pipeline_cage import bgr_to_rgb
+    from ..face_analysis_cage import bgr_to_rgb
     from .output import Annotator
     from .predict import ImageResult
 

@@ -82,8 +82,7 @@ def _decode(value: Any) -> Any:
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
-    from ..image_processing_cage import to_rgb
-    from ..pipeline_cage import read_image
+    from ..face_analysis_cage import read_image, to_rgb
 
     if isinstance(value, dict):
         if value.get("bytes") is not None:

@@ -62,7 +62,7 @@ class ResultWriter:
 
         Raises:
             ValueError: a value is NaN or infinite (the records of ``cage`` never hold one; see
-                ``pipeline_cage.outputs_to_records``).
+                ``face_analysis_cage.outputs_to_records``).
         """
         record = result.to_dict()
         record["file"] = printable_name(record["file"])
@@ -152,7 +152,7 @@ def _bar(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, height: int, val
 
 def has_prediction(face: dict[str, Any]) -> bool:
     """Whether a face record carries a prediction: ``False`` for a face whose model output was not finite
-    (``error`` set, values ``None``; see ``pipeline_cage.outputs_to_records``) or without an ``expression``."""
+    (``error`` set, values ``None``; see ``face_analysis_cage.outputs_to_records``) or without an ``expression``."""
     return not face.get("error") and face.get("expression") is not None
 
 

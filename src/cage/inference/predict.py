@@ -11,8 +11,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..image_processing_cage import to_rgb
-from ..pipeline_cage import FaceExpressionAnalyzer, read_image
+from ..face_analysis_cage import FaceExpressionAnalyzer, read_image, to_rgb
 from .sources import InputFile, iter_video_frames
 
 __all__ = ["ImageResult", "load_boxes", "predict_paths", "predict_video", "read_image"]
@@ -26,7 +25,7 @@ class ImageResult:
 
     Attributes:
         file: the path as given (or as found in a folder given).
-        faces: one record per face, left to right (see ``pipeline_cage.face_records``); ``[]`` without a face.
+        faces: one record per face, left to right (see ``face_analysis_cage.face_records``); ``[]`` without a face.
         error: ``None``, or why the input could not be processed (missing, empty, not an image, truncated...).
         frame: for videos, the 0-based frame index in the file.
         time_s: for videos, the frame's presentation time in seconds (the container's timestamp; ``None`` for a

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..pipeline_cage import bgr_to_rgb
+from ..face_analysis_cage import bgr_to_rgb
 
 logger = logging.getLogger(__name__)
 

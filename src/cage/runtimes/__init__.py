@@ -2,7 +2,7 @@
 and the choice among them by the CPU's instruction sets (``select``).
 
 Every runner takes ``pixel_values`` ``(B, 3, S, S)`` float32 and returns a ``CageOutput`` with ``logits``
-and ``regression``, so [`cage.pipeline_cage.FaceExpressionAnalyzer`] can use any of them. Imports are lazy
+and ``regression``, so [`cage.face_analysis_cage.FaceExpressionAnalyzer`] can use any of them. Imports are lazy
 so that the ``cage`` command starts fast (see ``cage.cli``).
 """
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..pipeline_cage import run_model
+from ..face_analysis_cage import run_model
 
 
 class TorchRunner:
@@ -22,7 +22,7 @@ class TorchRunner:
             batch; CPU only), via ``torch.ao.quantization.quantize_dynamic``.
         device: where to run; inputs are moved there.
 
-    The forward pass is ``cage.pipeline_cage.run_model`` (the analyzer's own bf16 path).
+    The forward pass is ``cage.face_analysis_cage.run_model`` (the analyzer's own bf16 path).
     ``__call__(pixel_values)`` takes ``(B, 3, S, S)`` float32 and returns a ``CageOutput`` whose ``logits``
     ``(B, num_labels)`` and ``regression`` ``(B, R)`` are float32.
     """
