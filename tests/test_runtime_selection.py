@@ -101,6 +101,20 @@ def test_auto_chooses_by_cpu_flags_and_installed_runtimes():
     assert "AVX512-BF16 yes" in BF16_SERVER.describe() and "AVX-512 no" in AVX2_LAPTOP.describe()
 
 
+def test_an_isa_cap_makes_auto_choose_as_on_that_cpu(monkeypatch):
+    capped = select.cap_features(BF16_SERVER, "AVX2")  # ONEDNN_MAX_CPU_ISA=AVX2 on an AVX512-BF16 CPU
+    assert (capped.avx2, capped.avx512, capped.avx512_bf16, capped.vnni) == (True, False, False, False)
+    assert select.runtime_candidates(capped, ALL) == select.runtime_candidates(AVX2_LAPTOP, ALL)
+    assert "(capped by ONEDNN_MAX_CPU_ISA=AVX2)" in capped.describe()
+    sapphire_rapids = select.parse_cpu_flags("xeon", {"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"})
+    without_amx = select.cap_features(sapphire_rapids, "AVX512_CORE_BF16")
+    assert without_amx.native_bf16 and not without_amx.amx
+    assert select.cap_features(AVX2_LAPTOP, "AVX512_CORE_BF16") == AVX2_LAPTOP  # a cap adds nothing...
+    assert select.cap_features(BF16_SERVER, "ALL") == BF16_SERVER  # ...and ALL/unknown values cap nothing
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not select.cpu_features().avx512 and not select.cpu_features().native_bf16
+
+
 @pytest.fixture(scope="module")
 def tiny_network_and_crops(tiny_model_dir, tmp_path_factory):
     from cage.model_folder import load_model_and_processor

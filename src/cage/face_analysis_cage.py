@@ -673,6 +673,17 @@ class FaceExpressionAnalyzer:
     def config(self) -> Any:
         return self.model.config
 
+    @property
+    def engine(self) -> str:
+        """How the network runs, for messages: ``"torch fp32 on cpu"``, ``"torch bf16 on cuda"``, ``"openvino
+        bf16"``, ``"onnx fp32"``...; ``", fast start"`` is added for a runner the fast start replayed
+        (``cage.inference.fast_start``)."""
+        if self.is_torch:
+            return f"torch {self.precision} on {self.device}"
+        runtime = getattr(self.model, "runtime", type(self.model).__name__)
+        fast = ", fast start" if getattr(self.model, "fast_start", False) else ""
+        return f"{runtime} {self.precision}{fast}"
+
     def predict_crops(self, crops: Sequence[Image.Image]) -> list[dict[str, Any]]:
         """Predict on already-cropped RGB faces (or persons); one record per crop, in order (see
         [`outputs_to_records`]); ``batch_size`` crops per forward pass. Runners that declare

@@ -99,16 +99,29 @@ def machine_info(threads: int | None = None) -> dict[str, Any]:
         "torch_threads": threads or torch.get_num_threads(),
         "logical_cpus": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "isa_caps": {name: os.environ[name] for name in ISA_CAP_VARIABLES if os.environ.get(name)},
     }
 
 
+# Environment variables that make this CPU compute as an older one: oneDNN (OpenVINO and PyTorch convolutions
+# and matrix products), MKL (PyTorch's fp32 GEMM), ATen's vectorised kernels. ONNX Runtime (MLAS) ignores them.
+ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
+
+
 def hardware_line(machine: dict[str, Any]) -> str:
-    """One Markdown line: CPU, flags, versions, threads (and the GPU, or that none was measured)."""
+    """One Markdown line: CPU, flags, versions, threads (and the GPU, or that none was measured), and the
+    instruction-set caps in force, if any (``ISA_CAP_VARIABLES``)."""
     gpu = machine.get("gpu") or "none (GPU rows: not measured)"
+    caps = machine.get("isa_caps") or {}
+    emulated = (
+        "; instruction sets capped by " + ", ".join(f"{k}={v}" for k, v in caps.items())
+        + " (an emulation of an older CPU on this one; ONNX Runtime is not capped)"
+        if caps else ""
+    )  # fmt: skip
     return (
         f"Machine: {machine['cpu_line']}; {machine['torch_threads']} threads of {machine['logical_cpus']} logical "
         f"CPUs; GPU: {gpu}; torch {machine['torch']}, OpenVINO {machine['openvino']}, ONNX Runtime "
-        f"{machine['onnxruntime']}, Python {machine['python']}."
+        f"{machine['onnxruntime']}, Python {machine['python']}{emulated}."
     )
 
 
@@ -457,7 +470,9 @@ def measure_whole_process(
     faces, mirrored and cycled), start-up included: ``cage predict DIR --detector none --batch-size 32`` with
     its defaults (``--runtime auto``) on ``model`` saved as a folder, and the authors' script (eager fp32,
     batch 32, weights loaded from a state dict). The first cage run converts the model into the cache and is
-    reported apart; then the two alternate, ``rounds`` = 2 each, medians compared."""
+    reported apart; then the two alternate, ``rounds`` = 2 each, medians compared (the later cage runs take
+    the fast start, ``cage.inference.fast_start``, when the first one ran on OpenVINO). How each cage run
+    ran is read from its summary line (``cage_engine``, ``first_cage_engine``)."""
     from ..model_folder import save_model_folder
 
     crops_dir = workdir / "crops"
@@ -482,6 +497,8 @@ def measure_whole_process(
                  "none", "--batch-size", "32", "--format", "jsonl", "--no-progress"],
     }  # fmt: skip
 
+    engines: dict[str, str] = {}
+
     def timed(name: str) -> float:
         start = time.perf_counter()
         done = subprocess.run(commands[name], capture_output=True, text=True, env=env)
@@ -489,6 +506,8 @@ def measure_whole_process(
         lines = done.stdout.strip().splitlines()
         if done.returncode != 0 or len(lines) != count:
             raise RuntimeError(f"{name} failed (exit {done.returncode}, {len(lines)} lines): {done.stderr[-500:]}")
+        if name == "cage":  # the summary line ends with how the network ran ("; openvino bf16, fast start")
+            engines["first" if "first" not in engines else "timed"] = done.stderr.strip().splitlines()[-1].split("; ")[-1]
         return elapsed
 
     result: dict[str, Any] = {"crops": count, "first_cage_run_s": timed("cage")}
@@ -499,6 +518,7 @@ def measure_whole_process(
             times[name].append(timed(name))
     result.update({f"{name}_s": statistics.median(values) for name, values in times.items()})
     result["ratio"] = result["authors_s"] / result["cage_s"]
+    result["cage_engine"], result["first_cage_engine"] = engines.get("timed"), engines.get("first")
     startup = [sys.executable, "-m", "cage", "--help"]
     start = time.perf_counter()
     subprocess.run(startup, capture_output=True, env=env, check=True)
@@ -549,8 +569,9 @@ def markdown_table(report: dict[str, Any]) -> str:
         lines.append(
             f"**Whole process** ({whole['crops']} face crops, start-up included; medians of 2 alternating runs): "
             f"authors' script {whole['authors_s']:.1f} s, `cage predict DIR --detector none --batch-size 32` "
-            f"{whole['cage_s']:.1f} s: **{whole['ratio']:.2f}x**. First cage run (converts the model into the "
-            f"cache once): {whole['first_cage_run_s']:.1f} s. `cage --help`: {whole['cage_help_s']:.2f} s."
+            f"{whole['cage_s']:.1f} s ({whole.get('cage_engine')}): **{whole['ratio']:.2f}x**. First cage run "
+            f"(converts the model into the cache once; {whole.get('first_cage_engine')}): "
+            f"{whole['first_cage_run_s']:.1f} s. `cage --help`: {whole['cage_help_s']:.2f} s."
         )
     latency = report.get("photo_latency_ms")
     if latency:

@@ -80,7 +80,7 @@ def add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
         "frame), crop them as the model was trained, and write per image or frame a record with its faces: "
         "box [x, y, w, h] (pixels of the original image), expression, probabilities, valence and arousal "
         "(clamped to [-1, 1]). Unreadable files are reported by name; the others are still processed and "
-        "the exit code is 1. A summary line (images, faces, failures, time) goes to stderr.",
+        "the exit code is 1. A summary line (images, faces, failures, time, how the network ran) goes to stderr.",
     )
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or video files")
     _add_model_options(parser)
@@ -272,7 +272,7 @@ def run_predict(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     print(
         f"cage predict: {images + failures} images, {faces} faces, {failures} failed, "
-        f"{failed_faces} faces without a prediction, {len(skipped)} skipped, {elapsed:.1f} s",
+        f"{failed_faces} faces without a prediction, {len(skipped)} skipped, {elapsed:.1f} s; {analyzer.engine}",
         file=sys.stderr,
     )
     return EXIT_INPUT_ERRORS if failures or failed_faces else EXIT_OK

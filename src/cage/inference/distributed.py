@@ -390,7 +390,8 @@ def run_predict_parts(
     elapsed = time.perf_counter() - started
     processes = f"{num_processes} process" + ("es" if num_processes != 1 else "")
     print(
-        f"cage predict: {images + failures} images, {faces} faces, {failures} failed, {elapsed:.1f} s, {processes}",
+        f"cage predict: {images + failures} images, {faces} faces, {failures} failed, {elapsed:.1f} s, {processes}; "
+        f"{analyzer.engine}",
         file=sys.stderr,
     )
     return EXIT_INPUT_ERRORS if failures else EXIT_OK

@@ -228,7 +228,8 @@ def fast_start_parts(
         processor = ArrayImageProcessor(record["processor"])
         from ..runtimes.openvino import OpenVinoModel
 
-        runner = OpenVinoModel(graph, config, precision=first_precision, cache_dir=cache_dir)
+        runner = OpenVinoModel(graph, config, precision=first_precision)
+        runner.fast_start = True  # said in the summary line (FaceExpressionAnalyzer.engine)
     except Exception as error:  # noqa: BLE001 - whatever fails here, the full path still works
         logger.debug("cage: no fast start for %s: %s", model, error)
         return None

@@ -103,6 +103,12 @@ def cached_openvino_model(model: Any, cache_dir: str | Path | None = None) -> Pa
     return path
 
 
+def _threads_from_environment() -> int | None:
+    """``OMP_NUM_THREADS`` as a positive int, or ``None`` (unset or not a number)."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 @dataclass
 class ArrayOutput:
     """A runner's outputs as NumPy float32 arrays: ``logits`` ``(B, num_labels)``, ``regression`` ``(B, R)``."""
@@ -117,8 +123,7 @@ class OpenVinoModel:
     The network is compiled for one request at a time using every inference thread (OpenVINO's ``LATENCY``
     performance hint), whatever the batch: called synchronously, a ``THROUGHPUT`` compilation runs each call
     on one of its streams, i.e. on a share of the cores (on 2 cores: 21 against 40 images/s at batch 32,
-    bf16). Compiled graphs are cached in ``<cache>/openvino/compiled`` (OpenVINO's ``CACHE_DIR``), so that
-    a later process compiles in a fraction of the time.
+    bf16).
 
     Args:
         source: an ``openvino.Model``, or the ``.xml`` IR file written by [`cached_openvino_model`].
@@ -127,8 +132,10 @@ class OpenVinoModel:
         precision: ``"fp32"`` (exact; OpenVINO's default on CPUs with native bf16 is bf16, so it is set
             explicitly), ``"bf16"`` (inference precision hint bf16; emulated and slow without AVX512-BF16/AMX)
             or ``"int8"`` (``source`` is a quantised graph; see [`quantize_int8`]).
-        threads: inference threads (default: OpenVINO's choice, one per physical core).
-        cache_dir: the cache root for compiled graphs (default ``$CAGE_CACHE`` or ``~/.cache/cage``).
+        threads: inference threads (default: ``OMP_NUM_THREADS`` where it is set, as PyTorch reads it, else
+            OpenVINO's choice, one per physical core). A fixed count makes results reproducible to the bit
+            across runs and process counts; with OpenVINO's own choice the split of the work among threads
+            may vary with the machine's load (up to ~1e-6 on outputs).
 
     ``__call__(pixel_values)`` takes ``(B, 3, S, S)`` float32, a torch tensor or a NumPy array, and returns
     the outputs in the same kind: a ``CageOutput`` with CPU float32 tensors for a tensor, an [`ArrayOutput`]
@@ -146,24 +153,19 @@ class OpenVinoModel:
         config: Any,
         precision: str = "fp32",
         threads: int | None = None,
-        cache_dir: str | Path | None = None,
     ):
-        from .cache import cache_root
-
         if precision not in PRECISION_HINTS:
             raise ValueError(f"OpenVINO precision must be one of {tuple(PRECISION_HINTS)}, got {precision!r}")
         ov = _openvino()
         core = ov.Core()
         properties = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+        threads = threads or _threads_from_environment()
         if threads:
             properties["INFERENCE_NUM_THREADS"] = int(threads)
-        if isinstance(source, (str, Path)):
-            compiled = cache_root(cache_dir) / "openvino" / "compiled"
-            compiled.mkdir(parents=True, exist_ok=True)
-            properties["CACHE_DIR"] = str(compiled)
-            network = str(source)  # compiling from the file lets OpenVINO reuse its cached compilation
-        else:
-            network = source
+        # Not OpenVINO's compiled-graph cache (CACHE_DIR): it would save ~0.6 s per start, but the run that
+        # compiles and writes it computes ~2e-7 differently from the runs that load it (OpenVINO 2026.4), and
+        # records must not depend on which run came first.
+        network = str(source) if isinstance(source, (str, Path)) else source
         self.compiled = core.compile_model(network, "CPU", properties)
         self.source = Path(source) if isinstance(source, (str, Path)) else None
         self.config = config

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import platform
 import re
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class CpuFeatures:
     avx512_bf16: bool = False
     amx: bool = False
     vnni: bool = False
+    capped_by: str | None = None  # "ONEDNN_MAX_CPU_ISA=AVX2" when the flags above were masked (see cpu_features)
 
     @property
     def native_bf16(self) -> bool:
@@ -46,7 +48,8 @@ class CpuFeatures:
         """One line: the name and which of AVX2, AVX-512, AVX512-BF16, AMX, VNNI are present."""
         flags = {"AVX2": self.avx2, "AVX-512": self.avx512, "AVX512-BF16": self.avx512_bf16, "AMX": self.amx,
                  "VNNI": self.vnni}  # fmt: skip
-        return f"{self.name}; " + ", ".join(f"{key} {'yes' if value else 'no'}" for key, value in flags.items())
+        line = f"{self.name}; " + ", ".join(f"{key} {'yes' if value else 'no'}" for key, value in flags.items())
+        return line + (f" (capped by {self.capped_by})" if self.capped_by else "")
 
 
 def parse_cpu_flags(name: str, flags: set[str]) -> CpuFeatures:
@@ -62,8 +65,43 @@ def parse_cpu_flags(name: str, flags: set[str]) -> CpuFeatures:
     )
 
 
+# ``ONEDNN_MAX_CPU_ISA`` values (oneDNN's names) -> the instruction sets they leave usable
+ISA_CAPS = {
+    "SSE41": set(),
+    "AVX": set(),
+    "AVX2": {"avx2"},
+    "AVX2_VNNI": {"avx2", "vnni"},
+    "AVX512_CORE": {"avx2", "avx512"},
+    "AVX512_CORE_VNNI": {"avx2", "avx512", "vnni"},
+    "AVX512_CORE_BF16": {"avx2", "avx512", "vnni", "avx512_bf16"},
+}
+
+
+def cap_features(features: CpuFeatures, max_isa: str | None) -> CpuFeatures:
+    """``features`` limited to what ``max_isa`` (an ``ONEDNN_MAX_CPU_ISA`` value, e.g. ``"AVX2"``) leaves usable.
+
+    oneDNN, which runs OpenVINO's and PyTorch's CPU kernels, honours ``ONEDNN_MAX_CPU_ISA``: with ``AVX2`` an
+    AVX-512/bf16 CPU computes as an AVX2 CPU would, and the runtime choice must follow (``cage bench`` uses it
+    to measure an AVX2 machine's paths; with ``MKL_ENABLE_INSTRUCTIONS=AVX2`` and ``ATEN_CPU_CAPABILITY=avx2``
+    for PyTorch's other kernels). Unknown values and ``ALL``/``DEFAULT`` (no cap) change nothing.
+    """
+    allowed = ISA_CAPS.get((max_isa or "").strip().upper())
+    if allowed is None:
+        return features
+    fields = ("avx2", "avx512", "avx512_bf16", "amx", "vnni")
+    masked = {name: getattr(features, name) and name in allowed for name in fields}
+    if all(masked[name] == getattr(features, name) for name in fields):
+        return features
+    return CpuFeatures(name=features.name, **masked, capped_by=f"ONEDNN_MAX_CPU_ISA={max_isa}")
+
+
 def cpu_features() -> CpuFeatures:
-    """This machine's ``CpuFeatures``: ``/proc/cpuinfo`` where it exists, else PyTorch's CPU capability checks."""
+    """This machine's ``CpuFeatures``: ``/proc/cpuinfo`` where it exists, else PyTorch's CPU capability checks;
+    limited by ``ONEDNN_MAX_CPU_ISA`` where it is set (see [`cap_features`])."""
+    return cap_features(_detected_cpu_features(), os.environ.get("ONEDNN_MAX_CPU_ISA"))
+
+
+def _detected_cpu_features() -> CpuFeatures:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         text = cpuinfo.read_text(errors="replace")
@@ -177,7 +215,7 @@ def _build(path: tuple[str, str], model: Any, source: str, threads: int | None, 
         from .openvino import OpenVinoModel, cached_openvino_model
 
         artifact = cached_openvino_model(model, cache_dir)
-        runner = OpenVinoModel(artifact, model.config, precision=precision, threads=threads, cache_dir=cache_dir)
+        runner = OpenVinoModel(artifact, model.config, precision=precision, threads=threads)
     verdict = artifact.with_name(f"{artifact.stem}.{precision}.check.json")  # checked once per model and machine
     if not verdict.is_file():
         verdict.write_text(json.dumps(check_runner(runner, model, precision)))
