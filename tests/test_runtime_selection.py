@@ -244,3 +244,19 @@ def test_the_live_path_takes_the_lowest_latency_working_path(tiny_network_and_cr
     runner, used, precision = select.load_runner(model, latency=True, cache_dir=cache, features=AVX2_LAPTOP)
     assert runner is model and (used, precision) == ("torch", "fp32")  # ONNX skipped: OpenVINO works
     assert select.measure_latency_s(model, ("torch", "bf16"), int(model.config.image_size)) > 0
+
+
+def test_bench_isolated_pair_and_hardware_line(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    from cage.bench import benchmark
+
+    monkeypatch.setenv("CAGE_CACHE", str(tmp_path / "cache"))
+    authors = benchmark.build_authors_network(10)
+    torch.save(authors.state_dict(), tmp_path / "authors.pt")
+    benchmark.isolated_pair_main([str(tiny_model_dir), str(tmp_path / "authors.pt"), "10", "2", "1"])
+    pair = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert pair["batch"] == 2 and pair["rounds"] == 1 and pair["path"].split()[0] in ("openvino", "onnx", "torch")
+    assert pair["ratio"] == pytest.approx(pair["default_images_per_s"] / pair["authors_images_per_s"])
+    machine = {"cpu_line": "cpu", "torch_threads": 2, "logical_cpus": 2, "torch": "t", "openvino": "o",
+               "onnxruntime": "r", "python": "p", "isa_caps": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}  # fmt: skip
+    assert "capped by ONEDNN_MAX_CPU_ISA=AVX2" in benchmark.hardware_line(machine)
+    assert "capped" not in benchmark.hardware_line({**machine, "isa_caps": {}})

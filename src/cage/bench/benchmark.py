@@ -352,6 +352,7 @@ def run_benchmark(
                     result.timings_s.setdefault(str(batch), []).append(time.perf_counter() - start)
             log(f"batch {batch}: round {round_index + 1}/{rounds} done")
     calls.clear()
+    peak_rss_gb = _peak_rss_gb()
 
     # What --runtime auto picks here: the first candidate path whose variant of the first network passes.
     first = next(iter(networks))
@@ -375,6 +376,7 @@ def run_benchmark(
         "auto_path": auto_path,
         "batch_sizes": list(batch_sizes),
         "rounds": rounds,
+        "peak_rss_gb": peak_rss_gb,  # of this process while timing the table (None where unknown)
     }
     if latency:
         report["photo_latency_ms"] = measure_photo_latency(first_model, first_processor, Path(faces_dir),
@@ -519,12 +521,68 @@ def measure_whole_process(
     result.update({f"{name}_s": statistics.median(values) for name, values in times.items()})
     result["ratio"] = result["authors_s"] / result["cage_s"]
     result["cage_engine"], result["first_cage_engine"] = engines.get("timed"), engines.get("first")
+    isolated = [sys.executable, "-c", "import sys; from cage.bench.benchmark import isolated_pair_main; "
+                "isolated_pair_main(sys.argv[1:])", str(model_dir), str(weights), str(model.config.num_outputs), "32",
+                "5"]  # fmt: skip
+    done = subprocess.run(isolated, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"isolated pair failed (exit {done.returncode}): {done.stderr[-500:]}")
+    result["isolated_pair"] = json.loads(done.stdout.strip().splitlines()[-1])
+    log(f"isolated pair at batch 32: {result['isolated_pair']}")
     startup = [sys.executable, "-m", "cage", "--help"]
     start = time.perf_counter()
     subprocess.run(startup, capture_output=True, env=env, check=True)
     result["cage_help_s"] = time.perf_counter() - start
     log(f"whole process: authors {result['authors_s']:.1f} s, cage {result['cage_s']:.1f} s -> {result['ratio']:.2f}x")
     return result
+
+
+def _peak_rss_gb() -> float | None:
+    """This process's peak resident memory in GB (Linux and macOS), or ``None``."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / (1 << 30) if sys.platform == "darwin" else peak / (1 << 20)
+
+
+def isolated_pair_main(argv: list[str]) -> None:
+    """``MODEL_DIR AUTHORS_WEIGHTS NUM_OUTPUTS BATCH ROUNDS``: in a fresh process (run by
+    [`measure_whole_process`]), time the authors' network (eager fp32, their weights file) and the path
+    ``--runtime auto`` takes for ``MODEL_DIR`` (from the cache in ``$CAGE_CACHE``), alternating, after one
+    warm-up each, on the same random batch; print one JSON line with the median images/s of both and their
+    ratio. The main table times every variant in one process, where the many compiled graphs and sessions
+    (16 GB resident in one run on 2 cores) slow PyTorch's large allocations; this pair shows the default
+    path's ratio without that."""
+    from ..model_folder import load_model_and_processor
+    from ..runtimes.select import load_runner
+    from ..runtimes.torch_variants import TorchRunner
+
+    model_dir, weights, num_outputs, batch, rounds = argv[0], argv[1], int(argv[2]), int(argv[3]), int(argv[4])
+    authors = build_authors_network(num_outputs).eval()
+    authors.load_state_dict(torch.load(weights, weights_only=True))
+    model = load_model_and_processor(model_dir)[0]
+    runner, runtime, precision = load_runner(model)
+    if runtime == "torch":
+        bf16 = precision == "bf16"
+        runner = TorchRunner(model, autocast_dtype=torch.bfloat16 if bf16 else None, channels_last=bf16)
+    generator = torch.Generator().manual_seed(1)
+    size = model.config.image_size  # the authors' network takes 224 px, as does the default config
+    inputs, authors_inputs = (torch.randn(batch, 3, side, side, generator=generator) for side in (size, 224))
+    calls = {"authors": lambda: authors(authors_inputs), "default": lambda: runner(pixel_values=inputs)}
+    times: dict[str, list[float]] = {"authors": [], "default": []}
+    with torch.inference_mode():
+        for index in range(rounds + 1):
+            for name, call in calls.items():
+                start = time.perf_counter()
+                call()
+                if index:  # the first round warms up
+                    times[name].append(time.perf_counter() - start)
+    speed = {name: batch / statistics.median(values) for name, values in times.items()}
+    print(json.dumps({"path": f"{runtime} {precision}", "batch": batch, "rounds": rounds,
+                      "authors_images_per_s": speed["authors"], "default_images_per_s": speed["default"],
+                      "ratio": speed["default"] / speed["authors"]}))  # fmt: skip
 
 
 def markdown_table(report: dict[str, Any]) -> str:
@@ -572,6 +630,16 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"{whole['cage_s']:.1f} s ({whole.get('cage_engine')}): **{whole['ratio']:.2f}x**. First cage run "
             f"(converts the model into the cache once; {whole.get('first_cage_engine')}): "
             f"{whole['first_cage_run_s']:.1f} s. `cage --help`: {whole['cage_help_s']:.2f} s."
+        )
+    pair = (whole or {}).get("isolated_pair")
+    if pair:
+        lines.append(
+            f"**Default path alone** (a fresh process holding only the authors' network and the path `--runtime "
+            f"auto` takes, {pair['path']}; batch {pair['batch']}, medians of {pair['rounds']} alternating calls): "
+            f"authors {pair['authors_images_per_s']:.2f} images/s, default path {pair['default_images_per_s']:.2f} "
+            f"images/s: **{pair['ratio']:.2f}x**. The table above holds every variant in one process "
+            f"({report.get('peak_rss_gb') or float('nan'):.0f} GB resident at its peak), which slows PyTorch's "
+            "eager rows; this pair is the fair ratio."
         )
     latency = report.get("photo_latency_ms")
     if latency:
