@@ -260,3 +260,25 @@ def test_bench_isolated_pair_and_hardware_line(tiny_model_dir, tmp_path, monkeyp
                "onnxruntime": "r", "python": "p", "isa_caps": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}  # fmt: skip
     assert "capped by ONEDNN_MAX_CPU_ISA=AVX2" in benchmark.hardware_line(machine)
     assert "capped" not in benchmark.hardware_line({**machine, "isa_caps": {}})
+
+
+def test_a_damaged_cached_graph_is_converted_again(tiny_network_and_crops, tmp_path, caplog):
+    pytest.importorskip("openvino")
+    model, crops, reference, _ = tiny_network_and_crops
+    cache = tmp_path / "cache"
+    select.load_runner(model, "openvino", "fp32", cache_dir=cache, features=AVX2_LAPTOP)
+    (weights,) = (cache / "openvino").glob("*.bin")
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # e.g. an interrupted copy
+    with caplog.at_level("INFO", logger="cage"):
+        runner, used, _ = select.load_runner(model, "auto", "fp32", cache_dir=cache, features=AVX2_LAPTOP)
+    assert used == "openvino" and [r.levelname for r in caplog.records] == ["INFO"]  # no fallback warning
+    assert "cannot be loaded; converting again" in caplog.text
+    assert (runner(pixel_values=crops).logits - reference.logits).abs().max() <= 1e-4
+
+
+def test_error_line_names_the_message_not_openvinos_source_lines():
+    from cage.runtimes import error_line
+
+    nested = RuntimeError("Exception from src/inference/src/cpp/core.cpp:132:\nException from src/x.cpp:59:\nbad one\n")
+    assert error_line(nested) == "RuntimeError: bad one"
+    assert error_line(ValueError("one\ntwo")) == "ValueError: one" and error_line(KeyError()) == "KeyError"

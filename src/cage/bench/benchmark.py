@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from ..runtimes import EXACT_TOLERANCE, REDUCED_TOLERANCE
+from ..runtimes import EXACT_TOLERANCE, REDUCED_TOLERANCE, error_line
 
 MAXVIT_T_GMACS = 5.6  # multiply-accumulates per 224 x 224 image, in 1e9 (torchvision's maxvit_t model card)
 ARGMAX_AGREEMENT_BAR = 1.0  # reduced precision must agree on every shared crop...
@@ -323,7 +323,7 @@ def run_benchmark(
                 call = build()
                 logits, va = call(crops)
             except Exception as error:  # a variant that cannot run here is reported, not fatal
-                result.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                result.error = error_line(error)
                 log(f"{result.name}: unavailable ({result.error})")
                 continue
             calls[result.name] = call
@@ -335,7 +335,8 @@ def run_benchmark(
             else:
                 result.passes = (result.argmax_agreement >= ARGMAX_AGREEMENT_BAR
                                  and result.max_abs_delta_va <= REDUCED_TOLERANCE)  # fmt: skip
-            log(f"{result.name}: ready (agreement {result.argmax_agreement}, max|dVA| {result.max_abs_delta_va:.1e})")
+            log(f"{result.name}: ready (agreement {result.argmax_agreement:.0%}, "
+                f"max|dVA| {result.max_abs_delta_va:.1e})")
     calls[reference.name] = authors_call
 
     generator = torch.Generator().manual_seed(1)
@@ -416,7 +417,7 @@ def measure_photo_latency(
             analyzer = FaceExpressionAnalyzer(runner, processor, detector="dlib", device="cpu", batch_size=1,
                                               precision=used)  # fmt: skip
         except Exception as error:  # reported, not fatal
-            results["paths"][key] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
+            results["paths"][key] = {"error": error_line(error)}
             continue
         times = []
         for index in range(rounds + 1):
@@ -617,7 +618,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         passes = "" if v.passes is None else ("yes" if v.passes else "no")
         lat = f"{v.latency_ms(1, 0.5):.0f} / {v.latency_ms(1, 0.9):.0f}" if tp1 else ""
         lines.append(
-            f"| {v.name} | {ratio:.2f} | {tp:.2f} | {tp1 or float('nan'):.2f} | {lat} | {agreement} | {delta} "
+            f"| {v.name} | {ratio:.2f} | {tp:.2f} | {f'{tp1:.2f}' if tp1 else ''} | {lat} | {agreement} | {delta} "
             f"| {passes} | {100 * tp / roofline['fp32']:.0f} % / {bf16_share(tp)} |"
         )
     lines.append("")

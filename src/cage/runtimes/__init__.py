@@ -13,6 +13,14 @@ from .. import lazy_exports
 EXACT_TOLERANCE = 1e-4  # fp32 paths: max |delta| of logits and regression outputs
 REDUCED_TOLERANCE = 0.02  # bf16 paths: max |delta| of probabilities and valence/arousal (issue 8's bar)
 
+def error_line(error: BaseException) -> str:
+    """``"Type: message"`` on one line. OpenVINO's errors start with lines ``Exception from <source file>:``
+    naming where they were raised; the first line that is not such a header is the message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    message = next((line for line in lines if not line.startswith("Exception from ")), lines[-1] if lines else "")
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
 _EXPORTS = {
     "OnnxRuntimeModel": "onnx",
     "export_onnx": "onnx",

@@ -157,6 +157,7 @@ class OnnxRuntimeModel:
             raise FileNotFoundError(f"ONNX model {self.path} does not exist; create it with `cage export onnx`")
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.config = config
+        self.runtime, self.precision = "onnx", "fp32"  # how it runs, for messages (analyzer.engine)
 
     def __call__(self, pixel_values: Any = None, **_: Any) -> Any:
         from ..modeling_cage import CageOutput

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import EXACT_TOLERANCE, REDUCED_TOLERANCE
+from . import EXACT_TOLERANCE, REDUCED_TOLERANCE, error_line
 
 logger = logging.getLogger("cage")
 
@@ -209,14 +209,34 @@ def _build(path: tuple[str, str], model: Any, source: str, threads: int | None, 
     if runtime == "onnx":
         from .onnx import OnnxRuntimeModel, cached_onnx_export
 
-        artifact = Path(cached_onnx_export(model, source, cache_dir))
-        runner = OnnxRuntimeModel(artifact, model.config, threads=threads)
+        def convert() -> Path:
+            return Path(cached_onnx_export(model, source, cache_dir))
+
+        def load(artifact: Path) -> Any:
+            return OnnxRuntimeModel(artifact, model.config, threads=threads)
     else:
         from .openvino import OpenVinoModel, cached_openvino_model
 
-        artifact = cached_openvino_model(model, cache_dir)
-        runner = OpenVinoModel(artifact, model.config, precision=precision, threads=threads)
+        def convert() -> Path:
+            return cached_openvino_model(model, cache_dir)
+
+        def load(artifact: Path) -> Any:
+            return OpenVinoModel(artifact, model.config, precision=precision, threads=threads)
+
+    artifact = convert()
     verdict = artifact.with_name(f"{artifact.stem}.{precision}.check.json")  # checked once per model and machine
+    try:
+        runner = load(artifact)
+    except Exception:
+        if not verdict.is_file():
+            raise
+        # It passed its check on this machine before, so the cached file was damaged since (the cache is
+        # written atomically; e.g. a truncated copy): convert it again, once.
+        logger.info("cage: %s %s: the cached %s cannot be loaded; converting again", runtime, precision, artifact)
+        for stale in (artifact, artifact.with_suffix(".bin"), verdict):
+            stale.unlink(missing_ok=True)
+        artifact = convert()
+        runner = load(artifact)
     if not verdict.is_file():
         verdict.write_text(json.dumps(check_runner(runner, model, precision)))
     return runner
@@ -264,7 +284,7 @@ def load_runner(
         try:
             runner = _build(path, model, source, threads, cache_dir)
         except Exception as error:  # noqa: BLE001 - any failure of an optional runtime means: use the next path
-            failures.append(f"{path[0]} {path[1]} failed ({type(error).__name__}: {str(error).splitlines()[0]})")
+            failures.append(f"{path[0]} {path[1]} failed ({error_line(error)})")
             continue
         working.append((path, runner))
         if not latency:
