@@ -174,6 +174,7 @@ __all__ = [
     "TASK",
     "FaceExpressionAnalyzer",
     "FaceExpressionPipeline",
+    "ImageInput",
     "array_to_image",
     "bgr_to_rgb",
     "default_detector_name",
