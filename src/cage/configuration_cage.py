@@ -92,6 +92,8 @@ DEFAULT_BACKBONE = "maxvit_t"
 # How trunk features become one vector per image: "timm" = the trunk's own pooling (timm's
 # forward_head(x, pre_logits=True)); "mean" = the mean over all positions, what cage 0.1.0 did.
 POOLINGS = ("timm", "mean")
+# Where a model's regression targets came from: human ratings, or derived from other labels (FER+).
+REGRESSION_SOURCES = ("annotated", "derived")
 
 
 class CageConfig(PreTrainedConfig):
@@ -157,6 +159,13 @@ class CageConfig(PreTrainedConfig):
         initializer_range (`float`, defaults to 0.02):
             Standard deviation of the truncated-normal initialisation of the head (and of the trunk where
             transformers initialises it: missing weights, or ``init_weights()`` after building on the meta device).
+        regression_source (`str`, defaults to `"annotated"`):
+            Where the regression targets the model was trained on came from: ``"annotated"`` (human ratings:
+            AffectNet, EMOTIC) or ``"derived"`` (computed from other labels, e.g. FER+'s valence/arousal from
+            its expression votes and AffectNet's class centroids; not human ratings). Every place that shows a
+            model's valence/arousal says so for ``"derived"``, with ``regression_note``.
+        regression_note (`str`, *optional*):
+            How derived targets were computed (one sentence), shown with the values; ``None`` for annotated ones.
         pooling (`str`, defaults to `"timm"`):
             ``"timm"``: trunk features are pooled as timm intends for the backbone
             (``forward_head(x, pre_logits=True)``: average of NCHW or NHWC maps, a ViT's class token, ...).
@@ -189,6 +198,8 @@ class CageConfig(PreTrainedConfig):
         training_recipe: dict[str, Any] | None = None,
         initializer_range: float = 0.02,
         pooling: str = "timm",
+        regression_source: str = "annotated",
+        regression_note: str | None = None,
         **kwargs: Any,
     ):
         if "id2label" not in kwargs and "num_labels" not in kwargs:
@@ -215,6 +226,8 @@ class CageConfig(PreTrainedConfig):
         self.training_recipe = training_recipe
         self.initializer_range = initializer_range
         self.pooling = pooling
+        self.regression_source = regression_source
+        self.regression_note = regression_note
         self.validate_cage()
 
     @classmethod
@@ -239,6 +252,8 @@ class CageConfig(PreTrainedConfig):
             raise ValueError(f"backbone_library must be one of {BACKBONE_LIBRARIES}, got {self.backbone_library!r}")
         if self.backbone_library == "torchvision" and not self.backbone.startswith("maxvit"):
             raise ValueError(f"backbone_library 'torchvision' supports MaxViT only (e.g. 'maxvit_t'), got {self.backbone!r}")
+        if self.regression_source not in REGRESSION_SOURCES:
+            raise ValueError(f"regression_source must be one of {REGRESSION_SOURCES}, got {self.regression_source!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if not self.expression_loss_weight >= 0:

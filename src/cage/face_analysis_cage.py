@@ -158,26 +158,70 @@ def check_framing(framing) -> None:
 
 
 
+# Smallest and largest ``source_resolution`` a processor accepts (pixels).
+SOURCE_RESOLUTION_RANGE = (8, 4096)
+
+
+def match_training_faces(image: Image.Image, grayscale: bool = False, source_resolution: int | None = None) -> Image.Image:
+    """Make a face crop look like the model's training faces before it is resized to the model's input.
+
+    Args:
+        image: an upright RGB crop (see [`to_rgb`]).
+        grayscale: convert to gray (PIL's ITU-R 601-2 luma, ``L = 0.299 R + 0.587 G + 0.114 B``) and back to
+            three equal channels: for models trained on gray faces (FER+/FER2013).
+        source_resolution: scale the crop to ``source_resolution`` x ``source_resolution`` pixels (PIL bilinear,
+            antialiased when shrinking) as the training faces were (FER2013: 48 px), so that a face cut from a
+            large photo carries the same detail as a training face; ``None``: unchanged.
+
+    Returns:
+        An RGB image; ``image`` itself when neither option applies.
+    """
+    if grayscale and image.mode != "L":
+        image = image.convert("L")
+    if source_resolution and image.size != (source_resolution, source_resolution):
+        image = image.resize((source_resolution, source_resolution), Image.Resampling.BILINEAR)
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
 class FramingPolicy:
     """The framing (crop) policy of a CAGE image processor, read from its attributes ``framing``,
-    ``crop_exact``, ``crop_square``, ``crop_margin`` and ``crop_target`` (see
-    ``image_processing_cage.CageImageProcessor`` for their meaning). Mixed into ``CageImageProcessor`` and into
-    the fast start's NumPy processor (``cage.inference.fast_start``), so that both crop alike."""
+    ``crop_exact``, ``crop_square``, ``crop_margin`` and ``crop_target``, and how a crop is made to look like
+    the training faces (``grayscale``, ``source_resolution``; see [`match_training_faces`]); their meaning is
+    documented in ``image_processing_cage.CageImageProcessor``. Mixed into ``CageImageProcessor`` and into the
+    fast start's NumPy processor (``cage.inference.fast_start``), so that both crop alike."""
 
     framing: dict | None = None
     crop_exact: bool = False
     crop_square: bool = True
     crop_margin: float = 0.15
     crop_target: str = "face"
+    grayscale: bool = False
+    source_resolution: int | None = None
 
     def check_policy(self) -> None:
-        """Raise ``ValueError`` for an unknown ``crop_target``, a ``crop_margin`` outside [0, 2] or a malformed
-        ``framing`` (see [`check_framing`])."""
+        """Raise ``ValueError`` for an unknown ``crop_target``, a ``crop_margin`` outside [0, 2], a malformed
+        ``framing`` (see [`check_framing`]), a non-boolean ``grayscale`` or a ``source_resolution`` that is
+        not ``None`` or an integer in ``SOURCE_RESOLUTION_RANGE``."""
         if self.crop_target not in CROP_TARGETS:
             raise ValueError(f"crop_target must be one of {CROP_TARGETS}, got {self.crop_target!r}")
         if not 0.0 <= float(self.crop_margin) <= 2.0:
             raise ValueError(f"crop_margin must be in [0, 2], got {self.crop_margin}")
         check_framing(self.framing)
+        if not isinstance(self.grayscale, bool):
+            raise ValueError(f"grayscale must be true or false, got {self.grayscale!r}")
+        low, high = SOURCE_RESOLUTION_RANGE
+        resolution = self.source_resolution
+        if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int) or not low <= resolution <= high):
+            raise ValueError(f"source_resolution must be null or an integer in [{low}, {high}], got {resolution!r}")
+
+    @property
+    def matches_training_faces(self) -> bool:
+        """Whether crops are changed to look like the training faces (``grayscale`` or ``source_resolution``)."""
+        return bool(self.grayscale or self.source_resolution)
+
+    def match_training_faces(self, image: Image.Image) -> Image.Image:
+        """[`match_training_faces`] with this policy's ``grayscale`` and ``source_resolution``."""
+        return match_training_faces(image, self.grayscale, self.source_resolution)
 
     @property
     def crop_policy(self) -> str:

@@ -13,6 +13,7 @@ framing measured on the training crops (``framing``) when the model was trained 
 
 from __future__ import annotations
 
+import numpy as np
 from PIL import Image
 from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
@@ -25,6 +26,7 @@ from .face_analysis_cage import (
     clamp_box,
     crop_with_padding,
     framed_box,
+    match_training_faces,
     square_box,
     to_rgb,
 )
@@ -36,6 +38,8 @@ class CageImageProcessorKwargs(ImagesKwargs, total=False):
     crop_square: bool
     crop_exact: bool
     framing: dict | None
+    grayscale: bool
+    source_resolution: int | None
 
 
 class CageImageProcessor(FramingPolicy, PilBackend):
@@ -66,6 +70,20 @@ class CageImageProcessor(FramingPolicy, PilBackend):
 
     ``crop_target`` (`str`, defaults to `"face"`): ``"face"`` for AffectNet-style face crops, ``"body"`` for
     EMOTIC-style person crops (inference then uses the whole image or user-supplied person boxes).
+
+    How a crop is made to look like the training faces, before the resize to ``size`` (see
+    [`match_training_faces`]; ``cage train`` sets both from the training data, e.g. FER+):
+
+    - ``grayscale`` (`bool`, defaults to `False`): convert every input to gray (three equal channels): the
+      model was trained on gray faces.
+    - ``source_resolution`` (`int`, *optional*): first scale every input to this square side in pixels (FER+:
+      48), the resolution of the training faces, so that a face cut from a large photo carries no more detail
+      than the model ever saw.
+
+    Raises:
+        ValueError: (at construction and load) an impossible setting: unknown ``crop_target``, ``crop_margin``
+            outside [0, 2], malformed ``framing``, bad ``grayscale``/``source_resolution``, or a ``size`` that is
+            not two positive integers.
     """
 
     valid_kwargs = CageImageProcessorKwargs
@@ -83,15 +101,30 @@ class CageImageProcessor(FramingPolicy, PilBackend):
     crop_square = True
     crop_exact = False
     framing = None
+    grayscale = False
+    source_resolution = None
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.check_policy()
+        size = self.size
+        sides = (size.get("height"), size.get("width")) if isinstance(size, dict) else (size.height, size.width)
+        if not all(isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in sides):
+            raise ValueError(f"size must give a positive integer height and width, got {dict(size)}")
 
     def process_image(self, image, *args, **kwargs):
         if isinstance(image, Image.Image):
-            image = to_rgb(image)
-        return super().process_image(image, *args, **kwargs)
+            return super().process_image(self.match_training_faces(to_rgb(image)), *args, **kwargs)
+        array = super().process_image(image, *args, **kwargs)  # (C, H, W), as transformers reads it
+        if not self.matches_training_faces:
+            return array
+        if array.dtype != np.uint8 or array.shape[0] not in (1, 3):
+            raise ValueError(
+                "this processor makes inputs gray and/or rescales them like its training faces: give PIL images or "
+                f"uint8 arrays with 1 or 3 channels, not {array.dtype} of shape {array.shape}"
+            )
+        pil = Image.fromarray(array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1))
+        return np.moveaxis(np.asarray(self.match_training_faces(pil.convert("RGB"))), -1, 0)
 
 
 __all__ = [
@@ -103,4 +136,5 @@ __all__ = [
     "clamp_box",
     "check_framing",
     "crop_with_padding",
+    "match_training_faces",
 ]

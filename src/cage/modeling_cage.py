@@ -335,8 +335,10 @@ class CageForExpressionInference(CagePreTrainedModel):
         pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, image_size, image_size)`):
             RGB crops normalised with the processor's mean/std (ImageNet by default).
         labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
-            Expression class indices in ``id2label`` order; for multi-label models a float multi-hot
-            tensor of shape `(batch_size, num_labels)`.
+            Expression class indices in ``id2label`` order (-1: no class, left out of the loss); or, for
+            single-label models, a float tensor of shape `(batch_size, num_labels)` whose rows are probability
+            distributions over the classes (soft labels, e.g. FER+'s vote distribution); for multi-label models
+            a float multi-hot tensor of shape `(batch_size, num_labels)`.
         regression_labels (`torch.FloatTensor` of shape `(batch_size, len(regression_targets))`, *optional*):
             Targets in ``config.regression_targets`` order, in [-1, 1].
 
@@ -447,7 +449,10 @@ class CageForExpressionInference(CagePreTrainedModel):
 
         - discrete: CE(weight=class_weights) — or BCE(pos_weight) when ``multi_label``; with
           ``class_weighted=False`` the CE/BCE is unweighted (the authors' validation loss: AffectNet's
-          validation set is balanced).
+          validation set is balanced). Hard labels: ``torch.nn.functional.cross_entropy`` with class indices
+          (rows labelled -1 are ignored; the weighted mean divides by the rows' weights). Soft labels (rows of
+          class probabilities ``q``): the same function with probability targets, the mean over rows of
+          ``-sum_c w_c q_c log p_c`` (the FER+ paper's cross-entropy mode).
         - combined: that term + alpha * MSE(regression, regression_labels), alpha = 5 in the paper.
         - valence_arousal: mean over targets of (1 - CCC) + beta * MSE, beta = 3 in the paper; CCC is
           computed over the batch with population moments (Lin 1989); plus ``expression_loss_weight`` x
@@ -456,7 +461,8 @@ class CageForExpressionInference(CagePreTrainedModel):
 
         Args:
             logits: ``(N, L)`` expression logits; regression: ``(N, R)`` raw regression outputs.
-            labels: ``(N,)`` class indices, or ``(N, L)`` multi-hot for ``multi_label``; ``None`` if absent.
+            labels: ``(N,)`` class indices (-1: none), ``(N, L)`` class probabilities (soft labels), or
+                ``(N, L)`` multi-hot for ``multi_label``; ``None`` if absent.
             regression_labels: ``(N, R)`` targets in [-1, 1]; ``None`` if absent.
             class_weighted: apply ``config.class_weights``/``pos_weight`` (training); ``False``: unweighted.
 
@@ -486,7 +492,17 @@ class CageForExpressionInference(CagePreTrainedModel):
                 expression = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=pos_weight)
             else:
                 weight = self._config_tensor(self.config.class_weights if class_weighted else None, logits.device)
-                expression = F.cross_entropy(logits.float(), labels.long(), weight=weight)
+                if labels.is_floating_point():  # soft labels: one probability distribution per row
+                    if labels.shape != logits.shape:
+                        raise ValueError(
+                            f"soft `labels` must have shape {tuple(logits.shape)} (rows of class probabilities), "
+                            f"got {tuple(labels.shape)}"
+                        )
+                    expression = F.cross_entropy(logits.float(), labels.float(), weight=weight)
+                else:
+                    if labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
+                        raise ValueError(f"`labels` must be {logits.shape[0]} class indices, got shape {tuple(labels.shape)}")
+                    expression = F.cross_entropy(logits.float(), labels.long(), weight=weight, ignore_index=-1)
             loss = loss + (expression if objective in ("discrete", "combined") else expression_weight * expression)
         if needs_regression:
             if regression_labels.shape != regression.shape:

@@ -1,6 +1,6 @@
-"""AffectNet and EMOTIC, as users have them on disk, into Hugging Face ``datasets`` (``cage prepare``).
+"""AffectNet, EMOTIC and FER+, as users have them on disk, into Hugging Face ``datasets`` (``cage prepare``).
 
-``prepare_affectnet`` and ``prepare_emotic`` write a ``DatasetDict`` (``train``/``validation``/``test``)
+``prepare_affectnet``, ``prepare_emotic`` and ``prepare_ferplus`` write a ``DatasetDict`` (``train``/``validation``/``test``)
 with ``save_to_disk``; ``datasets.load_from_disk`` reads it back. Class statistics are in every split's
 ``info.description`` (JSON, read with [`load_stats`]) and in ``cage_stats.json``, with the crop policy and
 the framing calibration (``cage.data.framing``); every problem found in the source is in ``cage_report.jsonl``.
@@ -23,6 +23,12 @@ _EXPORTS = {
     "emotic_features": ("emotic", "emotic_features"),
     "prepare_emotic": ("emotic", "prepare_emotic"),
     "scale_emotic": ("emotic", "scale_emotic"),
+    "FERPLUS_LAYOUTS": ("ferplus", "LAYOUTS"),
+    "derived_valence_arousal": ("ferplus", "derived_valence_arousal"),
+    "detect_ferplus_layout": ("ferplus", "detect_ferplus_layout"),
+    "ferplus_features": ("ferplus", "ferplus_features"),
+    "prepare_ferplus": ("ferplus", "prepare_ferplus"),
+    "vote_labels": ("ferplus", "vote_labels"),
     "PrepareError": ("build", "PrepareError"),
     "CalibrationError": ("framing", "CalibrationError"),
     "calibrate_split": ("framing", "calibrate_split"),

@@ -10,11 +10,11 @@ EXIT_USAGE = 2
 
 
 def add_prepare_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``cage prepare`` with its ``affectnet`` and ``emotic`` subcommands."""
+    """Register ``cage prepare`` with its ``affectnet``, ``emotic`` and ``ferplus`` subcommands."""
     prepare = subparsers.add_parser(
         "prepare",
-        help="turn an AffectNet or EMOTIC copy on disk into a Hugging Face dataset",
-        description="Read a licensed AffectNet or EMOTIC copy in any of its usual on-disk layouts, check every "
+        help="turn an AffectNet, EMOTIC or FER+ copy on disk into a Hugging Face dataset",
+        description="Read an AffectNet, EMOTIC or FER+ copy in any of its usual on-disk layouts, check every "
         "example, and save a DatasetDict (train/validation/test) that datasets.load_from_disk reads. Problems "
         "(missing or corrupt images, labels out of range, boxes outside the image, NaN labels) are counted, "
         "summarised on stderr and written to DIR/cage_report.jsonl; class statistics go to DIR/cage_stats.json "
@@ -56,6 +56,27 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> None:
     emotic.add_argument("--images", default=None, help="folder the annotations' Folder/Filename are relative to")
     _add_common(emotic)
     emotic.set_defaults(handler=_run_prepare_emotic)
+
+    ferplus = datasets_parsers.add_parser(
+        "ferplus",
+        help="FER+ (Microsoft's FER2013Train/FER2013Valid folders, or Kaggle's fer2013.csv + fer2013new.csv)",
+        description="FER+ -> train (FER2013 Training), validation (FER2013Valid / PublicTest: model selection) and "
+        "test (FER2013Test / PrivateTest, where present). Keeps the 10 votes, the majority label of the FER+ "
+        "protocol (-1 where there is none) and the cross-entropy-mode soft label, both in AffectNet-8 names and "
+        "order; valence/arousal are DERIVED from the votes and AffectNet's class centroids (not human ratings).",
+    )
+    ferplus.add_argument("root", help="the FER+ folder")
+    ferplus.add_argument("--layout", default="auto", choices=["auto", "folders", "csv"], help="default: detect")
+    ferplus.add_argument("--seed", type=int, default=0, help="seed of the framing calibration sample")
+    _add_common(ferplus, crop_format=False)
+    ferplus.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="skip framing calibration (measuring how the FER+ crops frame the detector's face box)",
+    )
+    _add_calibration_options(ferplus, sample_help="training faces measured by framing calibration")
+    ferplus.set_defaults(handler=_run_prepare_ferplus)
 
 
 def _add_calibration_options(parser: argparse.ArgumentParser, sample_help: str) -> None:
@@ -136,15 +157,18 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, crop_format: bool = True) -> None:
     parser.add_argument("--out", required=True, help="output folder (datasets.load_from_disk reads it)")
     parser.add_argument("--num-proc", type=int, default=None, help="processes decoding and cropping images")
-    parser.add_argument(
-        "--crop-format",
-        default="jpeg",
-        choices=["jpeg", "png"],
-        help="encoding of re-encoded (cropped) images: jpeg (quality 95, default) or png (lossless, ~4x larger)",
-    )
+    if crop_format:
+        parser.add_argument(
+            "--crop-format",
+            default="jpeg",
+            choices=["jpeg", "png"],
+            help="encoding of re-encoded (cropped) images: jpeg (quality 95, default) or png (lossless, ~4x larger)",
+        )
+    else:
+        parser.set_defaults(crop_format=None)
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     parser.add_argument("--report", default=None, help="also write the problem report (JSON lines) here")
     parser.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload to this Hub dataset repo")
@@ -190,6 +214,21 @@ def _run_prepare_affectnet(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         layout=args.layout,
+        calibrate=args.calibrate,
+        calibration_sample=args.sample,
+        detector=args.detector,
+        detector_model=args.detector_model,
+    )
+
+
+def _run_prepare_ferplus(args: argparse.Namespace) -> int:
+    from .ferplus import prepare_ferplus
+
+    return _run(
+        prepare_ferplus,
+        args,
+        layout=args.layout,
+        seed=args.seed,
         calibrate=args.calibrate,
         calibration_sample=args.sample,
         detector=args.detector,

@@ -6,6 +6,8 @@ The schema (a ``DatasetDict`` with ``train``, ``validation``, ``test``):
   ``arousal`` (float32, [-1, 1]), ``source_id``.
 - EMOTIC: ``image``, ``labels`` (26 float32 multi-hot, EMOTIC order), ``valence``, ``arousal``,
   ``dominance`` (float32, [-1, 1]), ``*_raw`` (1..10), ``source_id``.
+- FER+: the AffectNet columns (``label`` -1 where the FER+ protocol gives no majority; ``valence``/``arousal``
+  derived from the votes) plus ``soft_label`` (8 float32 class probabilities) and ``votes`` (10 int32).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from ..configuration_cage import LABEL_SETS
 from ..hub_ids import looks_like_repo_id
 from .stats import class_weights_from_counts, pos_weights_from_counts
 from .transforms import BatchTransform, collate_examples
+
+# The column of soft labels (class probabilities per face, AffectNet-8 order) in prepared FER+ data.
+SOFT_LABEL_COLUMN = "soft_label"
 
 
 def load_prepared_dataset(data: str | Path) -> datasets.DatasetDict:
@@ -75,13 +80,30 @@ def label_set_of(split: datasets.Dataset) -> str:
     return emotic.name
 
 
-def loss_weights(train: datasets.Dataset, label_set: str) -> dict[str, list[float]]:
-    """``{"class_weights": [...]}`` (AffectNet) or ``{"pos_weight": [...]}`` (EMOTIC) from the training split."""
-    if LABEL_SETS[label_set].multi_label:
+def loss_weights(train: datasets.Dataset, label_set: str, weighting: str = "inverse_frequency") -> dict[str, list[float] | None]:
+    """``{"class_weights": [...]}`` (AffectNet, FER+) or ``{"pos_weight": [...]}`` (EMOTIC) from the training split.
+
+    Args:
+        train: the training split.
+        label_set: its name in ``LABEL_SETS``.
+        weighting: ``"inverse_frequency"`` (the paper's, see ``stats.class_weights_from_counts``; counted over
+            the ``label`` column, rows labelled -1 left out) or ``"none"`` (``{"class_weights": None}`` or
+            ``{"pos_weight": None}``: unweighted).
+
+    Raises:
+        ValueError: unknown ``weighting``, or a class without a labelled training example.
+    """
+    multi_label = LABEL_SETS[label_set].multi_label
+    if weighting == "none":
+        return {"pos_weight": None} if multi_label else {"class_weights": None}
+    if weighting != "inverse_frequency":
+        raise ValueError(f"class weighting must be 'inverse_frequency' or 'none', got {weighting!r}")
+    if multi_label:
         multi_hot = np.asarray(train.with_format("numpy")["labels"], dtype=np.float64)
         return {"pos_weight": pos_weights_from_counts(multi_hot.sum(axis=0).astype(int).tolist(), len(multi_hot))}
     num_classes = len(train.features["label"].names)
-    counts = np.bincount(np.asarray(train["label"], dtype=np.int64), minlength=num_classes)
+    labels = np.asarray(train.with_format("numpy", columns=["label"])["label"], dtype=np.int64)
+    counts = np.bincount(labels[labels >= 0], minlength=num_classes)
     return {"class_weights": class_weights_from_counts(counts.tolist())}
 
 
@@ -118,7 +140,8 @@ def with_cage_transform(
     split = split.cast_column("image", datasets.Image(decode=False))
     if seed is not None and "_index" not in split.column_names:
         split = split.add_column("_index", list(range(len(split))))
-    batch_transform = BatchTransform(transform, label_column, regression_targets, seed=seed)
+    soft_column = SOFT_LABEL_COLUMN if SOFT_LABEL_COLUMN in split.column_names else None
+    batch_transform = BatchTransform(transform, label_column, regression_targets, seed=seed, soft_label_column=soft_column)
     return split.with_transform(batch_transform), batch_transform
 
 

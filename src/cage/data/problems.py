@@ -23,6 +23,8 @@ EMPTY_BOX = "empty_box"  # the box (after clamping) has no area; example dropped
 BAD_ANNOTATION = "bad_annotation"  # a row or annotation file that cannot be parsed, or is missing
 IMAGE_SIZE_MISMATCH = "image_size_mismatch"  # the annotated image size differs from the decoded image
 EXCLUDED_CLASS = "excluded_class"  # a valid class left out by design (Contempt in AffectNet-7)
+NO_CONSENSUS = "no_consensus"  # FER+: the annotators' votes pass neither label mode of the FER+ protocol
+NOT_A_FACE = "not_a_face"  # FER+: most annotators voted unknown or not-a-face
 
 KINDS = (
     MISSING_IMAGE,
@@ -34,6 +36,8 @@ KINDS = (
     BAD_ANNOTATION,
     IMAGE_SIZE_MISMATCH,
     EXCLUDED_CLASS,
+    NO_CONSENSUS,
+    NOT_A_FACE,
 )
 
 DROPPED = "dropped"

@@ -63,41 +63,72 @@ def _geometry(processor: CageImageProcessor) -> tuple[tuple[int, int], Interpola
     return (int(height), int(width)), _PIL_TO_TORCHVISION[resample]
 
 
+def _training_faces(processor: CageImageProcessor) -> list:
+    """The processor's own step that makes a crop look like the training faces (gray, ``source_resolution``),
+    where it has one; PIL in, PIL out (``FramingPolicy.match_training_faces``)."""
+    return [v2.Lambda(processor.match_training_faces)] if processor.matches_training_faces else []
+
+
 def eval_transform(processor: CageImageProcessor) -> v2.Compose:
-    """Resize (the processor's size and resampling) -> float [0, 1] -> Normalize(processor mean/std).
+    """[Gray / ``source_resolution`` as the processor's ``match_training_faces``] -> Resize (the processor's size
+    and resampling) -> float [0, 1] -> Normalize(processor mean/std).
 
     Input: an RGB PIL image (see ``to_rgb``). Output: ``(3, H, W)`` float32, equal to
     ``processor(image)["pixel_values"][0]``.
     """
     size, interpolation = _geometry(processor)
-    return v2.Compose([v2.Resize(size, interpolation=interpolation), *_normalize(processor)])
+    return v2.Compose([*_training_faces(processor), v2.Resize(size, interpolation=interpolation), *_normalize(processor)])
 
 
-def train_transform(processor: CageImageProcessor) -> v2.Compose:
-    """The CAGE training augmentation (paper Sec. 4 / the authors' scripts), in their order, at the model size.
+AUGMENTATIONS = ("paper", "ferplus", "none")
 
-    Resize to the processor's size, then RandomHorizontalFlip(0.5), RandomGrayscale(0.01),
-    RandomRotation(10 degrees), ColorJitter(brightness 0.2, contrast 0.2, saturation 0.2, hue 0.1),
-    RandomPerspective(distortion 0.2, p 0.5), to float [0, 1], Normalize(processor mean/std),
-    RandomErasing(p 0.5, scale (0.02, 0.2), ratio (0.3, 3.3), random values). The initial Resize is ours:
-    the authors' AffectNet crops were already 224 x 224.
+
+def train_transform(processor: CageImageProcessor, augmentation: str = "paper") -> v2.Compose:
+    """The training transform at the model size: the processor's own steps, then an augmentation.
+
+    [Gray / ``source_resolution`` as the processor's ``match_training_faces``], Resize to the processor's size,
+    then by ``augmentation``:
+
+    - ``"paper"``: the CAGE training augmentation (paper Sec. 4 / the authors' scripts), in their order:
+      RandomHorizontalFlip(0.5), RandomGrayscale(0.01), RandomRotation(10 degrees), ColorJitter(brightness 0.2,
+      contrast 0.2, saturation 0.2, hue 0.1), RandomPerspective(distortion 0.2, p 0.5), to float [0, 1],
+      Normalize(processor mean/std), RandomErasing(p 0.5, scale (0.02, 0.2), ratio (0.3, 3.3), random values).
+      The initial Resize is ours: the authors' AffectNet crops were already 224 x 224.
+    - ``"ferplus"``: for small gray faces trained from scratch (cage's FER+ recipe, README "The bundled
+      model"): RandomHorizontalFlip(0.5), RandomAffine(rotation 10 degrees, translation 10 %, scale 0.9-1.1),
+      ColorJitter(brightness 0.3, contrast 0.3), to float, Normalize, RandomErasing as above. FER2013's crops
+      are tight and loosely centred (the translation and scale jitter cover the detector's framing spread);
+      colour jitter of saturation and hue does nothing to gray faces.
+    - ``"none"``: the evaluation transform.
 
     Randomness comes from torch's generator; [`BatchTransform`] seeds it per example. Output: ``(3, H, W)``
     float32.
+
+    Raises:
+        ValueError: unknown ``augmentation``.
     """
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {augmentation!r}")
+    if augmentation == "none":
+        return eval_transform(processor)
     size, interpolation = _geometry(processor)
-    return v2.Compose(
-        [
-            v2.Resize(size, interpolation=interpolation),
+    erasing = v2.RandomErasing(p=0.5, scale=(0.02, 0.2), ratio=(0.3, 3.3), value="random")
+    if augmentation == "paper":
+        steps = [
             v2.RandomHorizontalFlip(p=0.5),
             v2.RandomGrayscale(p=0.01),
             v2.RandomRotation(degrees=10),
             v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1),
             v2.RandomPerspective(distortion_scale=0.2, p=0.5),
-            *_normalize(processor),
-            v2.RandomErasing(p=0.5, scale=(0.02, 0.2), ratio=(0.3, 3.3), value="random"),
         ]
-    )
+    else:
+        steps = [
+            v2.RandomHorizontalFlip(p=0.5),
+            v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1)),
+            v2.ColorJitter(brightness=0.3, contrast=0.3),
+        ]
+    resize = v2.Resize(size, interpolation=interpolation)
+    return v2.Compose([*_training_faces(processor), resize, *steps, *_normalize(processor), erasing])
 
 
 def decode_image(value: Any) -> Image.Image:
@@ -127,6 +158,8 @@ class BatchTransform:
         transform: image transform (``train_transform``/``eval_transform``), PIL RGB -> ``(3, H, W)`` tensor.
         label_column: ``"label"`` (class index) or ``"labels"`` (EMOTIC multi-hot).
         regression_targets: columns collected into ``regression_labels``, in order ([-1, 1]).
+        soft_label_column: a column of class probabilities (FER+'s ``soft_label``), collected into
+            ``soft_labels``; ``None``: none.
         seed: with ``random=True``, each example's augmentation is drawn from its own generator seeded by
             ``(seed, epoch, index)`` (``index`` = the ``_index`` column): the same crop in every run, on any
             number of processes or workers, and after a resume, whatever was prefetched. Set ``epoch`` before
@@ -137,10 +170,16 @@ class BatchTransform:
     """
 
     def __init__(
-        self, transform: Callable, label_column: str, regression_targets: Sequence[str], seed: int | None = None
+        self,
+        transform: Callable,
+        label_column: str,
+        regression_targets: Sequence[str],
+        seed: int | None = None,
+        soft_label_column: str | None = None,
     ):
         self.transform = transform
         self.label_column = label_column
+        self.soft_label_column = soft_label_column
         self.regression_targets = list(regression_targets)
         self.seed = seed
         self.epoch = 0
@@ -164,12 +203,15 @@ class BatchTransform:
             except OSError as error:
                 logger.warning("skipping example %s: %s", source_id, error)
                 pixel_values.append(None)
-        return {
+        columns = {
             "pixel_values": pixel_values,
             "labels": batch[self.label_column],
             "regression_labels": [list(values) for values in zip(*(batch[t] for t in self.regression_targets))],
             "source_id": ids,
         }
+        if self.soft_label_column is not None:
+            columns["soft_labels"] = batch[self.soft_label_column]
+        return columns
 
 
 def collate_examples(examples: list[dict[str, Any]], multi_label: bool) -> dict[str, Any]:
@@ -178,7 +220,8 @@ def collate_examples(examples: list[dict[str, Any]], multi_label: bool) -> dict[
     Returns:
         ``pixel_values`` ``(V, 3, H, W)`` for the V decodable examples; for ALL B examples of the batch,
         ``labels`` ``(B,)`` long (or ``(B, C)`` float multi-hot), ``regression_labels`` ``(B, R)`` float32 and
-        ``valid`` ``(B,)`` bool (False where the image failed); ``num_failed`` (int) and ``failed_ids``.
+        ``valid`` ``(B,)`` bool (False where the image failed); ``num_failed`` (int) and ``failed_ids``; where the
+        examples carry them, ``soft_labels`` ``(B, L)`` float32 class probabilities.
         Training uses only the valid rows; evaluation keeps the B rows aligned with the sampler so that
         ``gather_for_metrics`` removes exactly its padding, then drops the invalid rows.
     """
@@ -193,4 +236,6 @@ def collate_examples(examples: list[dict[str, Any]], multi_label: bool) -> dict[
         "num_failed": int((~valid).sum()),
         "failed_ids": [example["source_id"] for example in examples if example["pixel_values"] is None],
     }
+    if examples and "soft_labels" in examples[0]:
+        batch["soft_labels"] = torch.tensor([example["soft_labels"] for example in examples], dtype=torch.float32)
     return batch

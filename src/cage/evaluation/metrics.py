@@ -161,9 +161,10 @@ def classification_metrics(predicted: Any, target: Any, labels: Sequence[str]) -
 
     Returns:
         ``{"accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision",
-        "weighted_recall", "weighted_f1", "labels", "confusion_matrix"}``; the confusion matrix is
-        ``[true][predicted]`` counts over all ``labels`` (classes absent from both count as zero rows).
-        The paper's P/R/F1 are the weighted ones.
+        "weighted_recall", "weighted_f1", "per_class_recall", "support", "labels", "confusion_matrix"}``; the
+        confusion matrix is ``[true][predicted]`` counts over all ``labels`` (classes absent from both count as
+        zero rows); ``per_class_recall`` and ``support`` map each label to its recall (``None`` without an
+        example) and its number of examples. The paper's P/R/F1 are the weighted ones.
     """
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
@@ -178,6 +179,11 @@ def classification_metrics(predicted: Any, target: Any, labels: Sequence[str]) -
             target, predicted, labels=indices, average=average, zero_division=0
         )
         out.update({f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f)})
+    recall, support = precision_recall_fscore_support(
+        target, predicted, labels=indices, average=None, zero_division=np.nan
+    )[1::2]
+    out["per_class_recall"] = {name: float(r) for name, r in zip(labels, recall)}
+    out["support"] = {name: int(n) for name, n in zip(labels, support)}
     out["labels"] = list(labels)
     out["confusion_matrix"] = confusion_matrix(target, predicted, labels=indices).tolist()
     return out
@@ -230,7 +236,9 @@ def compute_metrics(
         split: name recorded in the output.
         logits: ``(n, num_labels)`` expression scores.
         regression: ``(n, R)`` raw predictions in ``regression_targets`` order.
-        labels: ``(n,)`` class indices, or ``(n, num_labels)`` multi-hot for multi-label models.
+        labels: ``(n,)`` class indices, or ``(n, num_labels)`` multi-hot for multi-label models. -1 marks an
+            example without a class (FER+ faces without a majority): the expression metrics are computed over
+            the others (their number is ``expression.num_examples``), the regression metrics over all n.
         regression_labels: ``(n, R)`` targets in [-1, 1].
         id2label, regression_targets, multi_label: from the model's config.
     """
@@ -243,7 +251,10 @@ def compute_metrics(
     if multi_label:
         result["multilabel"] = multilabel_metrics(logits, labels)
     else:
-        result["expression"] = classification_metrics(logits.argmax(axis=1), labels, names)
+        labelled = labels.reshape(-1) >= 0
+        if labelled.any():
+            result["expression"] = classification_metrics(logits[labelled].argmax(axis=1), labels[labelled], names)
+            result["expression"]["num_examples"] = int(labelled.sum())
     for column, name in enumerate(regression_targets):
         result[name] = regression_metrics(regression[:, column], regression_labels[:, column])
     if "valence" in regression_targets and "arousal" in regression_targets:

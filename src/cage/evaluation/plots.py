@@ -56,14 +56,15 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: Path) -> 
     return path
 
 
-def plot_circumplex(prediction: np.ndarray, target: np.ndarray, path: Path) -> Path:
-    """``(n, 2)`` predicted and true (valence, arousal) as points on the circumplex, with the unit circle."""
+def plot_circumplex(prediction: np.ndarray, target: np.ndarray, path: Path, target_name: str = "true") -> Path:
+    """``(n, 2)`` predicted and target (valence, arousal) as points on the circumplex, with the unit circle;
+    ``target_name`` labels the targets (``"derived"`` for FER+'s targets, which are not human ratings)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
     ax.add_patch(plt.Circle((0, 0), 1.0, fill=False, color="0.6", linestyle="--"))
     ax.axhline(0, color="0.8", lw=0.8)
     ax.axvline(0, color="0.8", lw=0.8)
-    ax.scatter(target[:, 0], target[:, 1], s=8, alpha=0.5, label="true", color="tab:blue")
+    ax.scatter(target[:, 0], target[:, 1], s=8, alpha=0.5, label=target_name, color="tab:blue")
     ax.scatter(prediction[:, 0], prediction[:, 1], s=8, alpha=0.5, label="predicted", color="tab:orange")
     ax.set_xlim(-1.1, 1.1)
     ax.set_ylim(-1.1, 1.1)
@@ -162,8 +163,9 @@ def plot_all(predictions: dict[str, np.ndarray], config: Any, output_dir: str | 
     targets = list(config.regression_targets)
     if not config.multi_label:
         labels = [config.id2label[i] for i in range(config.num_labels)]
+        labelled = predictions["labels"] >= 0  # -1: no class (FER+ faces without a majority)
         matrix = confusion_matrix(
-            predictions["labels"], predictions["logits"].argmax(axis=1), labels=range(len(labels))
+            predictions["labels"][labelled], predictions["logits"][labelled].argmax(axis=1), labels=range(len(labels))
         )
         written.append(plot_confusion_matrix(matrix, labels, output_dir / "confusion_matrix.png"))
     if "valence" in targets and "arousal" in targets:
@@ -173,6 +175,7 @@ def plot_all(predictions: dict[str, np.ndarray], config: Any, output_dir: str | 
                 predictions["regression"][:, columns],
                 predictions["regression_labels"][:, columns],
                 output_dir / "circumplex.png",
+                "derived (not human ratings)" if getattr(config, "regression_source", "") == "derived" else "true",
             )
         )
     written.append(

@@ -32,15 +32,15 @@ def predict_split(accelerator, model, loader, channels_last: bool = False) -> di
 
     Returns:
         numpy arrays over the N decodable examples of the split, in sampler order: ``logits`` ``(N, L)``,
-        ``regression`` ``(N, R)``, ``labels`` ``(N,)`` or ``(N, L)``, ``regression_labels`` ``(N, R)``; and
-        ``num_failed`` (examples dropped because their image could not be decoded).
+        ``regression`` ``(N, R)``, ``labels`` ``(N,)`` (-1: no class) or ``(N, L)``, ``regression_labels``
+        ``(N, R)``, ``soft_labels`` ``(N, L)`` where the data has soft labels (FER+); and ``num_failed``
+        (examples dropped because their image could not be decoded).
     """
     config = accelerator.unwrap_model(model).config
     num_labels, num_targets = config.num_labels, len(config.regression_targets)
     model.eval()
-    parts: dict[str, list[torch.Tensor]] = {
-        k: [] for k in ("logits", "regression", "labels", "regression_labels", "valid")
-    }
+    keys = ["logits", "regression", "labels", "regression_labels", "valid"]
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
     with torch.no_grad():
         for batch in loader:
             valid = batch["valid"]
@@ -55,9 +55,11 @@ def predict_split(accelerator, model, loader, channels_last: bool = False) -> di
                     output = model(pixel_values=pixel_values)
                 logits[valid] = output.logits.float()
                 regression[valid] = output.regression.float()
-            gathered = accelerator.gather_for_metrics(
-                (logits, regression, batch["labels"], batch["regression_labels"], valid)
-            )
+            values = [logits, regression, batch["labels"], batch["regression_labels"], valid]
+            if "soft_labels" in batch:
+                parts.setdefault("soft_labels", [])
+                values.append(batch["soft_labels"])
+            gathered = accelerator.gather_for_metrics(tuple(values))
             for key, value in zip(parts, gathered):
                 parts[key].append(value.cpu())
     arrays = {key: torch.cat(values).numpy() for key, values in parts.items()}
@@ -67,7 +69,7 @@ def predict_split(accelerator, model, loader, channels_last: bool = False) -> di
     return result
 
 
-def validation_loss(model, predictions: dict[str, np.ndarray]) -> float:
+def validation_loss(model, predictions: dict[str, np.ndarray], soft: bool = False) -> float:
     """The objective's loss over a whole split: the model's own ``compute_loss`` (one formula for training and
     validation) over all gathered predictions at once, with an UNWEIGHTED CE/BCE (``class_weighted=False``:
     the authors validated unweighted; AffectNet's validation set is balanced). CCC over the whole split, 1/n
@@ -76,14 +78,17 @@ def validation_loss(model, predictions: dict[str, np.ndarray]) -> float:
     Args:
         model: the unwrapped ``CageForExpressionInference`` (only its ``compute_loss`` and config are used).
         predictions: the output of [`predict_split`].
+        soft: the CE against the soft labels (when the predictions have them), as a soft-label run trains;
+            else against the class labels (rows labelled -1 left out).
 
     Returns:
         The loss as a Python float (computed in float32, as in training).
     """
+    labels = predictions["soft_labels"] if soft and "soft_labels" in predictions else predictions["labels"]
     loss = model.compute_loss(
         torch.as_tensor(predictions["logits"]),
         torch.as_tensor(predictions["regression"]),
-        torch.as_tensor(predictions["labels"]),
+        torch.as_tensor(labels),
         torch.as_tensor(predictions["regression_labels"]),
         class_weighted=False,
     )
@@ -105,6 +110,9 @@ def metrics_for(config, predictions: dict[str, np.ndarray], split: str) -> dict[
         multi_label=config.multi_label,
     )
     metrics["skipped_images"] = predictions["num_failed"]
+    if getattr(config, "regression_source", "annotated") == "derived":
+        # said with every number computed against them: they are not human ratings
+        metrics["regression_targets"] = {"source": "derived", "note": config.regression_note}
     return metrics
 
 

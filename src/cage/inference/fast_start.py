@@ -34,7 +34,7 @@ from ..face_analysis_cage import FramingPolicy, to_rgb
 
 logger = logging.getLogger("cage")
 
-RECORD_VERSION = 1  # bump when the record's fields or the replayed preprocessing change
+RECORD_VERSION = 2  # bump when the record's fields or the replayed preprocessing change
 
 
 def local_model_folder(model: str | os.PathLike) -> Path | None:
@@ -83,7 +83,8 @@ class ArrayImageProcessor(FramingPolicy):
     """A ``CageImageProcessor``'s framing and preprocessing from its recorded settings, in PIL and NumPy.
 
     ``__call__(images, return_tensors="np")`` -> ``{"pixel_values": (B, 3, H, W) float32}``: each RGB crop is
-    made upright RGB ([`to_rgb`]), resized with PIL to ``size`` (``resample``: a PIL filter number), scaled by
+    made upright RGB ([`to_rgb`]), made to look like the training faces (``grayscale``, ``source_resolution``:
+    ``FramingPolicy.match_training_faces``), resized with PIL to ``size`` (``resample``: a PIL filter number), scaled by
     ``rescale_factor`` in float64 and cast to float32, then normalised ``(x - image_mean) / image_std`` in
     float32: the arithmetic of transformers' PIL backend, which ``CageImageProcessor`` uses (equal to the bit;
     ``tests/test_fast_start.py``).
@@ -95,6 +96,8 @@ class ArrayImageProcessor(FramingPolicy):
     def __init__(self, settings: dict[str, Any]):
         for name in ("framing", "crop_exact", "crop_square", "crop_margin", "crop_target"):
             setattr(self, name, settings[name])
+        self.grayscale = bool(settings.get("grayscale", False))
+        self.source_resolution = settings.get("source_resolution")
         self.size = (int(settings["size"]["height"]), int(settings["size"]["width"]))
         self.resample = int(settings["resample"])
         self.do_resize, self.do_rescale = bool(settings["do_resize"]), bool(settings["do_rescale"])
@@ -110,7 +113,7 @@ class ArrayImageProcessor(FramingPolicy):
         height, width = self.size
         batch = []
         for image in images:
-            image = to_rgb(image)
+            image = self.match_training_faces(to_rgb(image))
             if self.do_resize:
                 image = image.resize((width, height), resample=self.resample)
             pixels = np.asarray(image)
@@ -137,6 +140,8 @@ def _processor_settings(processor: Any) -> dict[str, Any]:
         "crop_square": bool(processor.crop_square),
         "crop_margin": float(processor.crop_margin),
         "crop_target": processor.crop_target,
+        "grayscale": bool(getattr(processor, "grayscale", False)),
+        "source_resolution": getattr(processor, "source_resolution", None),
     }
 
 

@@ -18,9 +18,11 @@ import json
 import logging
 import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..configuration_cage import LABEL_SETS
@@ -175,6 +177,55 @@ def apply_training_framing(processor, train_split, framing_file: str | None, log
     return framing
 
 
+def apply_training_data(processor, config, train_split, log) -> dict[str, Any]:
+    """What the training data's stats say about the faces and targets, written into the saved processor and
+    config so that inference sees what training saw.
+
+    - ``image_domain`` (FER+: ``{"grayscale": true, "resolution": 48}``): the processor's ``grayscale`` and
+      ``source_resolution`` (``CageImageProcessor``), so that a face from a colour photo is made gray and
+      reduced to the training faces' resolution before the resize to the model's input;
+    - ``regression_targets.source == "derived"`` (FER+): ``config.regression_source = "derived"`` and
+      ``config.regression_note``, shown with every valence/arousal the model gives.
+
+    Returns:
+        ``{"image_domain": ..., "regression_targets": ...}`` as found (``None`` where absent).
+    """
+    from ..data.stats import load_stats
+
+    try:
+        stats = load_stats(train_split)
+    except ValueError:
+        stats = {}
+    domain = stats.get("image_domain")
+    if isinstance(domain, dict):
+        processor.grayscale = bool(domain.get("grayscale", False))
+        processor.source_resolution = domain.get("resolution")
+        processor.check_policy()
+        log(
+            f"image domain of the training faces written into the processor: grayscale={processor.grayscale}, "
+            f"source_resolution={processor.source_resolution}"
+        )
+    targets = stats.get("regression_targets")
+    if isinstance(targets, dict) and targets.get("source") == "derived":
+        config.regression_source = "derived"
+        config.regression_note = targets.get("note")
+        log(f"regression targets are derived, not human ratings: {config.regression_note}")
+    return {"image_domain": domain, "regression_targets": targets}
+
+
+def resolve_label_mode(label_mode: str, train_split) -> str:
+    """``"soft"`` or ``"majority"`` for ``--label-mode`` on this data (``auto``: soft where the data has soft
+    labels). Raises ``ValueError`` for ``soft`` on data without a ``soft_label`` column."""
+    from ..data.loading import SOFT_LABEL_COLUMN
+
+    has_soft = SOFT_LABEL_COLUMN in train_split.column_names
+    if label_mode == "auto":
+        return "soft" if has_soft else "majority"
+    if label_mode == "soft" and not has_soft:
+        raise ValueError(f"--label-mode soft needs a {SOFT_LABEL_COLUMN!r} column (FER+ data); this data has none")
+    return label_mode
+
+
 def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
     """Train a CAGE model as ``args`` say and write it to ``args.output_dir``.
 
@@ -220,7 +271,14 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
         if name not in dataset:
             raise ValueError(f"{args.data}: no {name!r} split (has {', '.join(dataset)})")
     label_set = label_set_of(dataset["train"])
-    weights = loss_weights(dataset["train"], label_set)
+    label_mode = "multi_label" if LABEL_SETS[label_set].multi_label else resolve_label_mode(args.label_mode, dataset["train"])
+    soft = label_mode == "soft"
+    if label_mode == "majority" and "label" in dataset["train"].column_names:
+        unlabelled = int((np.asarray(dataset["train"].with_format("numpy", columns=["label"])["label"]) < 0).sum())
+        if unlabelled:  # faces without a class (FER+'s no-majority faces) cannot train a class label
+            dataset["train"] = dataset["train"].filter(lambda label: label >= 0, input_columns="label")
+            log(f"majority labels: {unlabelled} training faces without a class (label -1) left out")
+    weights = loss_weights(dataset["train"], label_set, args.class_weighting)
     if args.balanced and LABEL_SETS[label_set].multi_label:
         raise ValueError("--balanced needs single-label (AffectNet) data")
     if args.balanced and weights.get("class_weights") is not None:
@@ -238,14 +296,16 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
     else:
         trunk_start = "random" if args.random_init else "imagenet"
     config = model.config
-    # Framing: the saved processor crops detector boxes as the training crops frame the detected face.
+    # Framing: the saved processor crops detector boxes as the training crops frame the detected face; it also
+    # makes crops look like the training faces (gray, low resolution) where the data says so.
     apply_training_framing(processor, dataset["train"], args.framing_file, log)
+    training_data = apply_training_data(processor, config, dataset["train"], log)
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
 
-    augment = train_transform(processor) if args.augmentation == "paper" else eval_transform(processor)
+    augment = train_transform(processor, args.augmentation)
     train_split, train_batch_transform = with_cage_transform(
         dataset["train"], augment, config.regression_targets, seed=args.seed
     )
@@ -265,6 +325,9 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    # torch.compile of the training forward pass (the prepared module keeps its parameters; saving and
+    # evaluation use the uncompiled one).
+    forward = torch.compile(model) if args.compile else model
 
     # Schedule in optimizer steps; Accelerate's scheduler wrapper steps num_processes times per optimizer
     # step, hence the scaling (as in the transformers no_trainer examples).
@@ -325,12 +388,13 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
     def validate() -> dict[str, Any]:
         predictions = predict_split(accelerator, model, val_loader, args.channels_last)
         metrics = metrics_for(config, predictions, "validation")
-        metrics["loss"] = validation_loss(accelerator.unwrap_model(model), predictions)
+        metrics["loss"] = validation_loss(accelerator.unwrap_model(model), predictions, soft=soft)
         value = selection_value(metrics, selection)
         improved = _is_better(value, state["best_metric"], greater)
         state["history"].append(
-            {"step": state["global_step"], "epoch": state["epoch"], selection: value, "loss": metrics["loss"]}
-        )
+            {"step": state["global_step"], "epoch": state["epoch"], selection: value, "loss": metrics["loss"],
+             **throughput}
+        )  # fmt: skip
         if improved:
             state.update(
                 best_metric=value,
@@ -345,8 +409,9 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
         else:
             state["evaluations_without_improvement"] += 1
         accelerator.wait_for_everyone()
+        speed = f", {throughput['images_per_second']:.0f} training images/s" if throughput.get("images_per_second") else ""
         log(
-            f"step {state['global_step']}: validation {selection} = {value:.4f}, loss {metrics['loss']:.4f}"
+            f"step {state['global_step']}: validation {selection} = {value:.4f}, loss {metrics['loss']:.4f}{speed}"
             + (" (best)" if improved else "")
         )
         accelerator.log(
@@ -355,6 +420,7 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
         return metrics
 
     failed_ids: set[str] = set()
+    throughput: dict[str, float] = {}  # of the epoch just trained, for the log and the history
     progress = None
     if accelerator.is_main_process:
         from tqdm.auto import tqdm
@@ -373,8 +439,10 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
             if state["batches_in_epoch"]
             else train_loader
         )
+        epoch_started, epoch_images = time.perf_counter(), 0
         for batch in loader:
             valid = batch["valid"]
+            epoch_images += int(valid.sum())
             if batch["num_failed"]:
                 failed_ids.update(str(i) for i in batch["failed_ids"])
                 state["skipped_training_images"] += batch["num_failed"]
@@ -383,9 +451,9 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
                     pixel_values = batch["pixel_values"]
                     if args.channels_last:
                         pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-                    loss = model(
+                    loss = forward(
                         pixel_values=pixel_values,
-                        labels=batch["labels"][valid],
+                        labels=(batch["soft_labels"] if soft else batch["labels"])[valid],
                         regression_labels=batch["regression_labels"][valid],
                     ).loss
                 else:  # every image of this batch failed: a zero loss keeps processes in step (no placeholder)
@@ -413,6 +481,9 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
                 stop = True
                 break
         epoch_done = not stop or state["batches_in_epoch"] >= len(train_loader)
+        seconds = time.perf_counter() - epoch_started
+        images = int(accelerator.reduce(torch.tensor(epoch_images, device=accelerator.device), "sum").item())
+        throughput = {"train_seconds": round(seconds, 1), "images_per_second": round(images / seconds, 1) if seconds else None}
         validate()
         if epoch_done:
             state.update(epoch=epoch + 1, batches_in_epoch=0)
@@ -457,7 +528,8 @@ def train(args: TrainingArguments, end_training: bool = True) -> dict[str, Any]:
         "paper": PAPER,
         "arguments": args.to_dict(),
         "trunk_start": trunk_start,
-        "data": {"source": args.data, "label_set": label_set, "splits": describe(dataset)},
+        "data": {"source": args.data, "label_set": label_set, "splits": describe(dataset), **training_data},
+        "label_mode": label_mode,
         "loss_weights": weights,
         "num_processes": accelerator.num_processes,
         "effective_batch_size": args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps,
