@@ -1,7 +1,8 @@
 """CAGE on a Hugging Face Space: faces in a photo or a live webcam -> expression, valence and arousal.
 
-Run locally: ``CAGE_MODEL=/path/to/model_folder python app.py``. Environment: ``CAGE_MODEL`` (model folder or Hub
-repo id, default ``cage/maxvit-va``), ``CAGE_DETECT_SIZE`` (default ``auto``), ``CAGE_LIVE_INTERVAL`` (seconds
+Run locally: ``python app.py`` (the model bundled with cage) or ``CAGE_MODEL=/path/to/model_folder python app.py``.
+Environment: ``CAGE_MODEL`` (model folder or Hub repo id; default: the model bundled with cage, trained on FER+,
+whose valence/arousal are derived targets), ``CAGE_DETECT_SIZE`` (default ``auto``), ``CAGE_LIVE_INTERVAL`` (seconds
 between streamed webcam frames, default 0.5, at least 0.2). The API endpoint ``/predict`` returns the record
 ``cage predict`` prints for one image (boxes ``[x, y, w, h]`` in pixels of the EXIF-upright image, valence and
 arousal in [-1, 1]). Reading, detection, prediction, box drawing and smoothing are the ``cage`` library's
@@ -28,9 +29,10 @@ from cage.hub.paper_results import AFFECTNET_CLASS_MEDIANS as AFFECTNET_REFERENC
 from cage.inference import load_analyzer
 from cage.inference.output import annotate, has_prediction
 from cage.inference.smoothing import AffectSmoother
+from cage.model_folder import default_model, derived_targets_note
 from cage.pipeline_cage import load_image
 
-DEFAULT_MODEL = "cage/maxvit-va"
+DEFAULT_MODEL = None  # the model bundled with cage (cage.model_folder.BUNDLED_MODEL_DIR)
 MAX_FACES_SHOWN = 4  # faces that get their own probability panel; the table lists all of them
 TITLE = "CAGE: expression, valence and arousal"
 # Okabe & Ito's colour-blind-safe palette ("Color Universal Design", 2008), black last; face i gets colour i.
@@ -76,17 +78,21 @@ class ModelState:
         config, status = self.analyzer.config, getattr(self.analyzer.config, "weights_status", "trained")
         text = (f"Model `{self.name}`: {config.backbone} at {config.image_size} px, {len(config.id2label)} "
                 f"expressions, outputs {', '.join(config.regression_targets)}.")  # fmt: skip
+        note = derived_targets_note(config)
+        if note:
+            text += f"\n\n**Note:** {note[0].upper() + note[1:]}."
         return text if status == "trained" else text + (
             f"\n\n**These weights are not trained (`weights_status: {status}`): the predictions below are "
             "meaningless and only show how the app works.** No trained CAGE weights have been published.")  # fmt: skip
 
 
 def load_model(name: str | None = None) -> ModelState:
-    """Load ``name`` (default: env ``CAGE_MODEL``, else ``cage/maxvit-va``) with the dlib face detector at the
-    detection size of env ``CAGE_DETECT_SIZE`` (default ``auto``: large photos are also searched in tiles).
+    """Load ``name`` (default: env ``CAGE_MODEL``, else the model bundled with cage) with the dlib face detector
+    at the detection size of env ``CAGE_DETECT_SIZE`` (default ``auto``: large photos are also searched in tiles).
     Never raises: the ``ModelState`` of a model that cannot be loaded says why, and the Space tells its visitors."""
     name = name or os.environ.get("CAGE_MODEL") or DEFAULT_MODEL
     try:
+        name = default_model(name)
         return ModelState(name=name, analyzer=load_analyzer(name, detect_size=os.environ.get("CAGE_DETECT_SIZE")))
     except Exception as error:  # noqa: BLE001 - any failure must become a message on the page, not a crash
         return ModelState(name=name, error=str(error) or type(error).__name__)

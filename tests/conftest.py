@@ -19,6 +19,7 @@ os.environ.setdefault("CAGE_CACHE", tempfile.mkdtemp(prefix="cage-test-cache-"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FACES_DIR = REPO_ROOT.parent / "shared" / "faces"
+FERPLUS_DIR = REPO_ROOT.parent / "shared" / "datasets" / "ferplus"
 TINY_BACKBONE = "maxvit_rmlp_pico_rw_256"
 TINY_SIZE = 64
 
@@ -49,6 +50,52 @@ def face_photo(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"shared face photo {path} is absent (tests expect ../shared/faces beside the repo)")
     return path
+
+
+def ferplus_dir() -> Path:
+    """The shared FER+ copy (Microsoft's folder layout); skips the test when ../shared/datasets/ferplus is absent."""
+    if not (FERPLUS_DIR / "FER2013Valid" / "label.csv").is_file():
+        pytest.skip(f"the shared FER+ copy {FERPLUS_DIR} is absent (tests expect ../shared/datasets/ferplus)")
+    return FERPLUS_DIR
+
+
+def ferplus_rows(split_folder: str, count: int | None = None, start: int = 0) -> list[list[str]]:
+    """Rows of the shared FER+ ``split_folder``'s label.csv (file, box, 10 votes), ``count`` from ``start``."""
+    import csv
+
+    with open(ferplus_dir() / split_folder / "label.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    return rows[start:] if count is None else rows[start : start + count]
+
+
+@pytest.fixture(scope="session")
+def ferplus_subset(tmp_path_factory) -> Path:
+    """A real FER+ subset in Microsoft's folder layout: the first 240 faces of FER2013Train and 120 of
+    FER2013Valid from ../shared, with their label.csv rows."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("ferplus") / "FERPlus"
+    for folder, count in (("FER2013Train", 240), ("FER2013Valid", 120)):
+        rows = ferplus_rows(folder, count)
+        (root / folder).mkdir(parents=True)
+        for row in rows:
+            shutil.copyfile(ferplus_dir() / folder / row[0], root / folder / row[0])
+        (root / folder / "label.csv").write_text("".join(",".join(_csv_cell(c) for c in row) + "\n" for row in rows))
+    return root
+
+
+def _csv_cell(cell: str) -> str:
+    return f'"{cell}"' if "," in cell else cell
+
+
+@pytest.fixture(scope="session")
+def ferplus_prepared(ferplus_subset, tmp_path_factory) -> Path:
+    """``ferplus_subset`` prepared by ``cage prepare ferplus`` (no framing calibration)."""
+    from cage.data.ferplus import prepare_ferplus
+
+    out = tmp_path_factory.mktemp("ferplus-prepared") / "data"
+    prepare_ferplus(ferplus_subset, out, calibrate=False)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,39 @@ class ModelLoadError(RuntimeError):
     """A model could not be loaded; the message names the model and the reason."""
 
 
+# The trained model inside the package (trained by cage on FER+; its README.md is the model card): what
+# `cage predict`, `cage webcam`, `ExpressionAnalyzer.from_pretrained()` and the Space use when no model is named.
+BUNDLED_MODEL_NAME = "cage-ferplus-resnet18"
+BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "pretrained" / BUNDLED_MODEL_NAME
+
+
+def default_model(model: str | os.PathLike | None = None) -> str:
+    """``model`` as given, or, when it is ``None``, the path of the model bundled with cage
+    ([`BUNDLED_MODEL_DIR`]: trained on FER+, works offline).
+
+    Raises:
+        ModelLoadError: no model was named and the bundled one is missing from this installation.
+    """
+    if model is not None:
+        return str(model)
+    if not (BUNDLED_MODEL_DIR / "config.json").is_file():
+        raise ModelLoadError(
+            f"no --model given and the bundled model is missing from this installation ({BUNDLED_MODEL_DIR}); "
+            "reinstall cage, or pass a model folder or Hub repo id"
+        )
+    return str(BUNDLED_MODEL_DIR)
+
+
+def derived_targets_note(config: Any) -> str | None:
+    """One line for people when ``config``'s regression targets are derived (``regression_source ==
+    "derived"``, e.g. a model trained on FER+), else ``None``."""
+    if getattr(config, "regression_source", "annotated") != "derived":
+        return None
+    targets = "/".join(getattr(config, "regression_targets", ["valence", "arousal"]))
+    detail = getattr(config, "regression_note", None) or "computed from other labels"
+    return f"this model's {targets} were trained on DERIVED targets, not human ratings ({detail})"
+
+
 def save_model_folder(model: Any, image_processor: Any, output_dir: str | Path) -> Path:
     """Save ``model`` and ``image_processor`` to ``output_dir`` (created if needed) and return its path.
 

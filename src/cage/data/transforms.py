@@ -189,7 +189,12 @@ class BatchTransform:
         if self.seed is None or index is None:
             return self.transform(image)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(((self.seed * 1_000_003 + self.epoch * 7_919) * 1_000_000_007 + int(index)) % 2**63)
+            # The CPU generator only: torch.manual_seed would also queue a seeding of every lazy accelerator
+            # (CUDA/XPU/MTIA builds), with a formatted stack each time: half the data time, and a queue that
+            # grows by one entry per example until an accelerator is initialised.
+            torch.default_generator.manual_seed(
+                ((self.seed * 1_000_003 + self.epoch * 7_919) * 1_000_000_007 + int(index)) % 2**63
+            )
             return self.transform(image)
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:

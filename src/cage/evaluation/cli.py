@@ -19,7 +19,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
         "(/dominance) RMSE, MAE, PCC, CCC, SAGR; the paper's pooled valence+arousal RMSE/MSE/MAE/CCC; EMOTIC "
         "mAP and top-3 accuracy. Prints the metrics JSON.",
     )
-    parser.add_argument("--model", required=True, help="model folder or Hub repo id")
+    parser.add_argument("--model", default=None, help="model folder or Hub repo id (default: the bundled FER+ model)")
     parser.add_argument("--data", required=True, help="prepared dataset folder (`cage prepare`) or Hub dataset id")
     parser.add_argument("--split", default="test", help="split to evaluate (default: %(default)s)")
     parser.add_argument("--output", default=None, help="write the metrics JSON here")

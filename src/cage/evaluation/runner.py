@@ -117,7 +117,7 @@ def metrics_for(config, predictions: dict[str, np.ndarray], split: str) -> dict[
 
 
 def evaluate_model(
-    model: str | Path,
+    model: str | Path | None,
     data: str | Path,
     split: str = "test",
     batch_size: int = 64,
@@ -145,8 +145,9 @@ def evaluate_model(
     from ..data.loading import load_prepared_dataset, make_loader, with_cage_transform
     from ..data.transforms import eval_transform
     from ..extras import require_extra
-    from ..model_folder import load_model_and_processor
+    from ..model_folder import default_model, load_model_and_processor
 
+    model = default_model(model)
     if plots is not None:  # before any work
         require_extra("plots", "cage evaluate --plots")
 

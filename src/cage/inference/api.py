@@ -1,7 +1,7 @@
 """The documented Python API: ``cage.ExpressionAnalyzer``.
 
     from cage import ExpressionAnalyzer
-    analyzer = ExpressionAnalyzer.from_pretrained("path/to/model")   # or a Hub repo id, when online
+    analyzer = ExpressionAnalyzer.from_pretrained()   # the bundled FER+ model; or a folder / Hub repo id
     faces = analyzer.predict("photo.jpg")          # also a PIL image or an RGB NumPy array
     faces = analyzer.predict_bgr(frame)            # an OpenCV BGR frame (cv2.imread, VideoCapture.read)
     for result in analyzer.predict_video("talk.mp4", every=5):   # streamed, one result per sampled frame
@@ -37,7 +37,7 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
     @classmethod
     def from_pretrained(
         cls,
-        model: str | os.PathLike,
+        model: str | os.PathLike | None = None,
         detector: str | Any | None = None,
         device: str = "auto",
         batch_size: int = 32,
@@ -51,7 +51,9 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
         """Load a model folder (or Hub repo id, when online) with its processor and a face detector.
 
         Args:
-            model: folder written by ``cage init-model``/training, or ``owner/name`` on the Hub.
+            model: folder written by ``cage init-model``/training, or ``owner/name`` on the Hub; ``None``
+                (default): the model bundled with cage (``cage.model_folder.BUNDLED_MODEL_DIR``, trained on
+                FER+; its valence/arousal are derived targets, see its model card).
             detector: ``"dlib"`` (default for face models, offline), ``"yunet"`` (needs ``detector_model`` or
                 the Hub), ``"none"`` (inputs are crops; default for body/EMOTIC models) or a ``FaceDetector``.
             device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
@@ -76,9 +78,10 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
             cage.model_folder.ModelLoadError: the model cannot be loaded (message says why).
             ValueError, ImportError, FileNotFoundError: bad device, detector or missing detector files.
         """
-        from ..model_folder import load_model_and_processor
+        from ..model_folder import default_model, load_model_and_processor
         from ..runtimes.select import RUNTIMES
 
+        model = default_model(model)
         options = dict(detector=detector, batch_size=batch_size, detector_model=detector_model, detect_size=detect_size)
         if onnx_model is None and not latency:
             from .fast_start import fast_start_parts

@@ -1,12 +1,12 @@
 """``cage predict`` and ``cage webcam``: parsers and handlers (the CLI module only registers them).
 
-    cage predict INPUT... --model DIR_OR_REPO [--format json|jsonl|csv] [--output FILE]
+    cage predict INPUT... [--model DIR_OR_REPO] [--format json|jsonl|csv] [--output FILE]
         [--detector dlib|yunet|none] [--detector-model PATH] [--boxes boxes.json]
         [--device auto|cpu|cuda|mps] [--batch-size N] [--every N | --fps F] [--annotate DIR]
         [--resume] [--plot DIR]          (several processes: accelerate launch -m cage predict ...)
     cage predict --dataset DIR_OR_HUB_ID [--split S] [--image-column image] --output-dataset DIR
         [--push-to-hub REPO] [--num-proc N] --model DIR_OR_REPO ...
-    cage webcam --model DIR_OR_REPO [--camera 0] [--every N] [--max-frames N] [--annotate DIR]
+    cage webcam [--model DIR_OR_REPO] [--camera 0] [--every N] [--max-frames N] [--annotate DIR]
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ EXIT_USAGE = 2
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model folder or Hub repo id")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model folder or Hub repo id (default: the model bundled with cage, trained on FER+; see the README)",
+    )
     parser.add_argument(
         "--detector",
         default=None,
@@ -155,7 +159,7 @@ def _load(args: argparse.Namespace, command: str):
         print(f"cage {command}: --batch-size and --every must be >= 1, --fps > 0", file=sys.stderr)
         return None
     try:
-        return ExpressionAnalyzer.from_pretrained(
+        analyzer = ExpressionAnalyzer.from_pretrained(
             args.model,
             detector=args.detector,
             device=args.device,
@@ -170,6 +174,12 @@ def _load(args: argparse.Namespace, command: str):
     except (ModelLoadError, ValueError, ImportError, FileNotFoundError, RuntimeError) as error:
         print(f"cage {command}: {error}", file=sys.stderr)
         return None
+    from ..model_folder import derived_targets_note
+
+    note = derived_targets_note(analyzer.config)
+    if note:
+        print(f"cage {command}: note: {note}", file=sys.stderr)
+    return analyzer
 
 
 def run_predict(args: argparse.Namespace) -> int:

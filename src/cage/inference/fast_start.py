@@ -68,7 +68,8 @@ def _record_path(folder: Path, cache_dir: str | Path | None) -> Path | None:
 
 class RecordedConfig:
     """What the analyzer reads from a model's config: ``id2label`` (int -> label), ``multi_label``,
-    ``regression_targets``, ``num_labels``, ``weights_status`` and ``name_or_path``."""
+    ``regression_targets``, ``num_labels``, ``weights_status``, ``name_or_path``, ``regression_source`` and
+    ``regression_note``."""
 
     def __init__(self, fields: dict[str, Any]):
         self.id2label = {int(index): label for index, label in fields["id2label"].items()}
@@ -77,6 +78,8 @@ class RecordedConfig:
         self.regression_targets = list(fields["regression_targets"])
         self.weights_status = fields["weights_status"]
         self.name_or_path = fields.get("name_or_path", "")
+        self.regression_source = fields.get("regression_source", "annotated")
+        self.regression_note = fields.get("regression_note")
 
 
 class ArrayImageProcessor(FramingPolicy):
@@ -171,6 +174,8 @@ def record_fast_start(model: str | os.PathLike, runner: Any, processor: Any, cac
                 "regression_targets": list(config.regression_targets),
                 "weights_status": getattr(config, "weights_status", "trained"),
                 "name_or_path": str(model),
+                "regression_source": getattr(config, "regression_source", "annotated"),
+                "regression_note": getattr(config, "regression_note", None),
             },
             "processor": settings,
         }
