@@ -29,7 +29,7 @@ from cage.hub.paper_results import AFFECTNET_CLASS_MEDIANS as AFFECTNET_REFERENC
 from cage.inference import load_analyzer
 from cage.inference.output import annotate, has_prediction
 from cage.inference.smoothing import AffectSmoother
-from cage.model_folder import default_model, derived_targets_note
+from cage.model_folder import BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME, default_model, derived_targets_note
 from cage.pipeline_cage import load_image
 
 DEFAULT_MODEL = None  # the model bundled with cage (cage.model_folder.BUNDLED_MODEL_DIR)
@@ -42,6 +42,29 @@ NO_FACE_MESSAGE = ("**No face found.** The face detector found no face in this i
 NO_IMAGE_MESSAGE = "Upload a photo, take one with the webcam, or pick an example first."
 # Choices of the Photo tab's "Face detection" control: (label, detect_size).
 DETECT_SIZE_CHOICES = [("auto: also small faces in big photos (tiles)", "auto"), ("1024 px: one fast pass", "1024")]
+
+
+# Limits per request (README, "The Space"): uploads over MAX_UPLOAD_BYTES are refused by the server, images over
+# MAX_PIXELS before they are decoded (a 194 KB PNG can hold 13000 x 13000 pixels); uploaded files are deleted
+# from the server's cache an hour after upload (CACHE_CLEANUP).
+MAX_UPLOAD_BYTES = int(os.environ.get("CAGE_MAX_UPLOAD_MB", "20")) * 1_000_000
+MAX_PIXELS = int(float(os.environ.get("CAGE_MAX_MEGAPIXELS", "40")) * 1_000_000)
+CACHE_CLEANUP = (600, 3600)  # every 10 min, files older than 1 h
+
+
+class UploadedImage(gr.Image):
+    """``gr.Image`` whose uploads reach the app as the uploaded file itself (``type="filepath"``), bytes unchanged.
+
+    ``gr.Image`` decodes an upload and saves it again as RGB, so a 16-bit PNG turned white and gray, CMYK or
+    EXIF-rotated JPEGs were re-encoded (other boxes, other values, another name) before cage saw them, and a file
+    PIL could not open failed inside gradio with no message. Here the library's own reader reads the original
+    bytes, exactly as ``cage predict`` does, and says what is wrong with a bad file.
+    """
+
+    def preprocess(self, payload):
+        if payload is not None and getattr(payload, "path", None) and not str(payload.path).startswith("data:"):
+            return str(payload.path)
+        return super().preprocess(payload)
 
 
 def face_colour(index: int) -> str:
@@ -76,7 +99,8 @@ class ModelState:
         if self.analyzer is None:
             return f"### The model cannot be loaded\n`{self.name}`: {self.error}"
         config, status = self.analyzer.config, getattr(self.analyzer.config, "weights_status", "trained")
-        text = (f"Model `{self.name}`: {config.backbone} at {config.image_size} px, {len(config.id2label)} "
+        shown = f"{BUNDLED_MODEL_NAME} (bundled with cage)" if Path(self.name) == BUNDLED_MODEL_DIR else self.name
+        text = (f"Model `{shown}`: {config.backbone} at {config.image_size} px, {len(config.id2label)} "
                 f"expressions, outputs {', '.join(config.regression_targets)}.")  # fmt: skip
         note = derived_targets_note(config)
         if note:
@@ -132,18 +156,43 @@ def face_panels(faces: list[dict[str, Any]]) -> list[Any]:
     return panels
 
 
-def read_and_predict(model: ModelState, path: str | None, detect_size: str | None = None) -> tuple[Image.Image, dict]:
-    """The image file at ``path`` (EXIF-upright RGB, the library's ``load_image``) and its ``cage predict`` record
-    ``{"file": name, "faces": [...]}`` (face records: ``FaceExpressionAnalyzer.analyze``).
+def check_upload(path: str) -> None:
+    """Refuse, before decoding anything, an upload larger than ``MAX_UPLOAD_BYTES`` or with more than
+    ``MAX_PIXELS`` pixels (read from the image header): bounded time and memory per request.
 
     Raises:
-        gr.Error: no image, the model could not be loaded, or the file is not a readable image (named).
+        gr.Error: too large, or not an image the library can open (the message names the upload).
+    """
+    name = Path(path).name
+    size = Path(path).stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise gr.Error(f"{name}: {size / 1e6:.1f} MB is more than this Space accepts ({MAX_UPLOAD_BYTES / 1e6:.0f} MB)")
+    try:
+        with Image.open(path) as header:  # reads the header only
+            width, height = header.size
+    except Exception as error:  # noqa: BLE001 - whatever PIL raises: not an image it can open
+        raise gr.Error(f"{name}: cannot read this image ({type(error).__name__}: {error})") from None
+    if width * height > MAX_PIXELS:
+        raise gr.Error(
+            f"{name}: {width} x {height} pixels ({width * height / 1e6:.0f} MP) is more than this Space decodes "
+            f"({MAX_PIXELS / 1e6:.0f} MP); scale it down first, or run `cage predict` on it"
+        )
+
+
+def read_and_predict(model: ModelState, path: str | None, detect_size: str | None = None) -> tuple[Image.Image, dict]:
+    """The image file at ``path`` (EXIF-upright RGB, the library's ``load_image``, from the uploaded bytes as they
+    are) and its ``cage predict`` record ``{"file": name, "faces": [...]}`` (``FaceExpressionAnalyzer.analyze``).
+
+    Raises:
+        gr.Error: no image, the model could not be loaded, an upload over the limits ([`check_upload`]), or a
+            file that is not a readable image (named).
     """
     if model.analyzer is None:
         raise gr.Error(f"The model cannot be loaded: {model.name}: {model.error}")
     if not path:
         raise gr.Error(NO_IMAGE_MESSAGE)
     name = Path(path).name
+    check_upload(path)
     try:
         image = load_image(path)
     except OSError as error:  # the library names the full (temporary) path; the page names the upload only
@@ -254,14 +303,14 @@ def build_demo(model: ModelState | str | None = None) -> gr.Blocks:
         "score", "crop", "expression", "probabilities", "valence", "arousal"}]}."""
         return predict_records(state, path)
 
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown(INTRO)
         gr.Markdown(state.banner, elem_id="model-banner")
         with gr.Tab("Photo"):
             with gr.Row():
                 with gr.Column(scale=1):
                     sources = ["upload", "webcam", "clipboard"]
-                    photo = gr.Image(sources=sources, type="filepath", label="Photo", elem_id="photo")
+                    photo = UploadedImage(sources=sources, type="filepath", label="Photo", elem_id="photo")
                     info = "auto finds small faces in big group photos (slower on large photos)"
                     detect_size = gr.Dropdown(DETECT_SIZE_CHOICES, value="auto", label="Face detection", info=info,
                                               elem_id="detect-size")  # fmt: skip
@@ -299,5 +348,10 @@ def build_demo(model: ModelState | str | None = None) -> gr.Blocks:
     return demo
 
 
+def launch_options() -> dict[str, Any]:
+    """The options of ``demo.launch`` the Space runs with: the upload size limit and the theme."""
+    return {"max_file_size": MAX_UPLOAD_BYTES, "theme": THEME}
+
+
 if __name__ == "__main__":
-    build_demo().launch(theme=THEME)
+    build_demo().launch(**launch_options())

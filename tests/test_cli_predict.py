@@ -72,7 +72,7 @@ def test_bad_inputs_are_reported_and_others_processed(cli, tiny_model_dir, tmp_p
     assert "corrupt.jpg" in records[0]["error"] and "missing.jpg" in records[2]["error"]
     assert len(records[1]["faces"]) == 1 and "error" not in records[1]
     assert "corrupt.jpg" in err and "missing.jpg" in err
-    assert "3 images, 1 faces, 2 failed" in err
+    assert "3 images, 1 face, 2 failed" in err
 
 
 def test_missing_model_is_a_clear_error(cli, tmp_path, monkeypatch):

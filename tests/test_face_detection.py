@@ -98,7 +98,7 @@ def test_working_resolution_mapping_is_exact_per_axis():
 
 
 def test_unknown_detector_names_choices():
-    with pytest.raises(ValueError, match="dlib, yunet, none"):
+    with pytest.raises(ValueError, match="auto, yunet, dlib, none"):
         create_face_detector("mtcnn")
 
 

@@ -56,7 +56,7 @@ def test_non_finite_outputs_give_null_values_an_error_and_exit_1(cli, nan_model_
         assert face["expression"] is None and face["valence"] is None and face["arousal"] is None
         assert set(face["probabilities"].values()) == {None}
         assert "not finite" in face["error"]
-        assert "1 faces without a prediction" in err
+        assert "1 face without a prediction" in err
     code, out, _ = cli("predict", str(obama), "--model", str(nan_model_dir), "--format", "csv")
     assert code == 1
     import csv

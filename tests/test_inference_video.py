@@ -100,7 +100,7 @@ def test_cli_on_video_and_unreadable_video(tiny_model_dir, video, tmp_path, caps
     assert [(t["track_id"], t["frames"]) for t in records[4]["track_summary"]] == [(0, 4)]
     assert records[1]["time_s"] == 0.3
     assert "broken.mp4" in records[5]["error"] and "broken.mp4" in captured.err
-    assert "5 images, 4 faces, 1 failed" in captured.err
+    assert "cage predict: 4 video frames, 4 faces, 1 failed" in captured.err
 
 
 def _peak_rss_growth_kib(analyzer, path) -> tuple[int, int]:

@@ -92,7 +92,7 @@ def test_json_output_ends_each_video_with_its_track_summary(tiny_model_dir, two_
     assert code == 0, capsys.readouterr().err
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r.get("frame") for r in records[:-1]] == list(range(0, FRAMES, 2))
-    assert "cage predict: 10 images, 18 faces, 0 failed" in capsys.readouterr().err
+    assert "cage predict: 10 video frames, 18 faces, 0 failed" in capsys.readouterr().err
     summary = records[-1]
     assert summary["file"] == str(two_people_video) and set(summary) == {"file", "track_summary"}
     assert [t["track_id"] for t in summary["track_summary"]] == [0, 1]

@@ -49,6 +49,7 @@ from .training.cli import add_train_parser
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def _add_init_model(subparsers: argparse._SubParsersAction) -> None:
@@ -72,6 +73,7 @@ def _add_init_model(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--labels", default="affectnet8", choices=["affectnet8", "affectnet7", "emotic"])
     parser.add_argument("--objective", default="combined", choices=["discrete", "combined", "valence_arousal"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty OUTPUT_DIR")
     parser.set_defaults(handler=_run_init_model)
 
 
@@ -88,15 +90,20 @@ def _run_init_model(args: argparse.Namespace) -> int:
             raise SystemExit(f"cage init-model: --backbone-kwargs is not valid JSON: {error}") from None
         if not isinstance(backbone_kwargs, dict):
             raise SystemExit("cage init-model: --backbone-kwargs must be a JSON object")
-    path = write_untrained_model(
-        args.output_dir,
-        labels=args.labels,
-        backbone=args.backbone,
-        image_size=args.image_size,
-        objective=args.objective,
-        seed=args.seed,
-        backbone_kwargs=backbone_kwargs,
-    )
+    try:
+        path = write_untrained_model(
+            args.output_dir,
+            labels=args.labels,
+            backbone=args.backbone,
+            image_size=args.image_size,
+            objective=args.objective,
+            seed=args.seed,
+            backbone_kwargs=backbone_kwargs,
+            overwrite=args.overwrite,
+        )
+    except FileExistsError as error:
+        print(f"cage init-model: {error}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"wrote an UNTRAINED {args.labels} model ({args.backbone}, {args.image_size} px) to {path}", file=sys.stderr)
     return EXIT_OK
 
@@ -126,10 +133,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    # huggingface_hub prints its warnings through its own handler; propagating them too printed each twice
+    logging.getLogger("huggingface_hub").propagate = False
+    # Once-per-model notes of long steps (the first OpenVINO conversion): shown as plain lines
+    progress = logging.getLogger("cage.progress")
+    if not progress.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        progress.addHandler(handler)
+        progress.setLevel(logging.INFO)
+        progress.propagate = False
     if not args.verbose:  # no transformers/Hub progress bars; read when they are imported (not here: fast start)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         return args.handler(args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's code for SIGINT; partial outputs are removed
+        hint = " (rerun with --resume to continue)" if getattr(args, "resume", False) else ""
+        print(f"cage {args.command}: interrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as error:
         if not _is_usage_error(error):
             raise

@@ -12,6 +12,8 @@ point frames, batches and reads outputs the same way.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import math
 import os
 import sys
@@ -191,6 +193,7 @@ class FramingPolicy:
     fast start's NumPy processor (``cage.inference.fast_start``), so that both crop alike."""
 
     framing: dict | None = None
+    framings: dict | None = None
     crop_exact: bool = False
     crop_square: bool = True
     crop_margin: float = 0.15
@@ -207,6 +210,13 @@ class FramingPolicy:
         if not 0.0 <= float(self.crop_margin) <= 2.0:
             raise ValueError(f"crop_margin must be in [0, 2], got {self.crop_margin}")
         check_framing(self.framing)
+        if self.framings is not None:
+            if not isinstance(self.framings, dict):
+                raise ValueError(f"framings must map detector names to framings, got {type(self.framings).__name__}")
+            for name, framing in self.framings.items():
+                check_framing(framing)
+                if framing.get("detector", name) != name:
+                    raise ValueError(f"framings[{name!r}] was measured with {framing.get('detector')!r}")
         if not isinstance(self.grayscale, bool):
             raise ValueError(f"grayscale must be true or false, got {self.grayscale!r}")
         low, high = SOURCE_RESOLUTION_RANGE
@@ -230,31 +240,47 @@ class FramingPolicy:
             return "framing"
         return "exact" if self.crop_exact else "square_margin"
 
-    def set_framing(self, framing: dict | None) -> None:
-        """Store a measured framing (None removes it). Raises ``ValueError`` if it lacks two positive
+    def set_framing(self, framing: dict | None, others: dict | None = None) -> None:
+        """Store a measured framing (None removes it) and, in ``framings``, those measured with other detectors
+        (``{detector name: framing}``; None removes them). Raises ``ValueError`` if one lacks two positive
         ``side_ratio`` and two finite ``center_offset`` values."""
         check_framing(framing)
+        for other in (others or {}).values():
+            check_framing(other)
         self.framing = None if framing is None else dict(framing)
+        self.framings = {name: dict(other) for name, other in others.items()} if others else None
+
+    def framing_for(self, detector_name: str | None) -> dict | None:
+        """The framing measured with ``detector_name``: ``framing`` when it was measured with that detector
+        (or says with none), else the one in ``framings``; ``framing`` itself when there is no measurement for
+        that detector (then [`detector_mismatch`] warns); ``None`` without any framing."""
+        if self.framing is None:
+            return None
+        if detector_name is None or self.framing.get("detector") in (None, detector_name):
+            return self.framing
+        return (self.framings or {}).get(detector_name, self.framing)
 
     def detector_mismatch(self, detector_name: str) -> str | None:
-        """A warning when the saved ``framing`` was measured with another detector than ``detector_name``
-        (its boxes frame faces differently, so the crops would differ from the training crops); else None."""
+        """A warning when there is a framing but none measured with ``detector_name`` (another detector's boxes
+        frame faces differently, so the crops would differ from the training crops); else None."""
         measured = (self.framing or {}).get("detector")
-        if measured is None or measured == detector_name:
+        if measured is None or self.framing_for(detector_name) is not self.framing or measured == detector_name:
             return None
+        known = sorted({measured, *(self.framings or {})})
         return (
-            f"this model's framing was measured with the {measured!r} face detector, but {detector_name!r} is used: "
-            "its boxes frame faces differently, so the crops differ from the training crops "
-            f"(use --detector {measured})"
+            f"this model's framing was measured with the {' and '.join(repr(k) for k in known)} face detector(s), "
+            f"but {detector_name!r} is used: its boxes frame faces differently, so the crops differ from the "
+            f"training crops (use --detector {measured})"
         )
 
-    def crop_box(self, box: Sequence[float]) -> tuple[int, int, int, int]:
-        """The region ``(x, y, w, h)`` (integer pixels, may leave the image) cropped for a detection ``box``.
+    def crop_box(self, box: Sequence[float], detector: str | None = None) -> tuple[int, int, int, int]:
+        """The region ``(x, y, w, h)`` (integer pixels, may leave the image) cropped for a detection ``box``
+        found by ``detector`` (its framing, see [`framing_for`]; ``None``: ``framing``).
 
         Under ``crop_exact`` the region is the rounded box, not yet clamped (see [`crop`]).
         """
         if self.framing is not None:
-            return framed_box(box, self.framing)
+            return framed_box(box, self.framing_for(detector))
         if self.crop_exact:
             x, y, w, h = (float(v) for v in box)
             x1, y1, x2, y2 = (int(round(v)) for v in (x, y, x + w, y + h))
@@ -265,13 +291,14 @@ class FramingPolicy:
         m = float(self.crop_margin)
         return (int(round(x - m * w)), int(round(y - m * h)), int(round(w * (1 + 2 * m))), int(round(h * (1 + 2 * m))))
 
-    def crop(self, image: Image.Image, box: Sequence[float]) -> Image.Image:
+    def crop(self, image: Image.Image, box: Sequence[float], detector: str | None = None) -> Image.Image:
         """Crop a face (or person) for the model from an RGB ``image``, per the saved crop policy.
 
         Args:
             image: the full image, RGB (see [`to_rgb`]).
             box: ``(x, y, w, h)`` of the detection in pixels of ``image`` (boxes given by hand are framed like
                 detections; cut an annotation box the way ``cage prepare`` does with [`crop_annotation`]).
+            detector: the name of the detector that found ``box``: the framing measured with it is used.
 
         Returns:
             The crop, zero-padded where it leaves the image; under ``crop_exact`` (without ``framing``),
@@ -282,7 +309,7 @@ class FramingPolicy:
         """
         if self.framing is None and self.crop_exact:
             return self.crop_annotation(image, box)
-        return crop_with_padding(image, self.crop_box(box))
+        return crop_with_padding(image, self.crop_box(box, detector))
 
     def crop_annotation(self, image: Image.Image, box: Sequence[float]) -> Image.Image:
         """Cut an annotation box exactly: rounded to whole pixels, clamped to the image, not squared, no margin.
@@ -355,19 +382,26 @@ def resolve_device(device: str | Any | None = "auto") -> Any:
 
 
 def read_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image file (lazy decoding would hide truncation until later).
+    """Open and fully decode an image file (lazy decoding would hide truncation until later). Of an animated or
+    multi-page file, the first frame is read and a warning (logger ``cage``) says so.
 
     Raises:
         OSError: the file is missing, empty, not an image, or truncated; the message names the file.
     """
     path = Path(path)
     if not path.is_file():
-        raise OSError(f"{path}: no such file")
+        raise OSError(f"{path}: " + ("not a regular file" if path.exists() else "no such file"))
     if path.stat().st_size == 0:
         raise OSError(f"{path}: empty file")
     try:
         with Image.open(path) as image:
             image.load()
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:  # an animated GIF/PNG/WebP or a multi-page TIFF: said, not silent
+                logging.getLogger("cage").warning(
+                    "%s has %d frames (animated or multi-page); only the first is read (for every frame, convert "
+                    "it to a video)", path, frames,
+                )  # fmt: skip
             return image.copy()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise OSError(f"{path}: cannot read image ({error})") from error
@@ -381,7 +415,9 @@ def array_to_image(array: np.ndarray) -> Image.Image:
     (or ``FaceExpressionAnalyzer.predict_bgr``).
 
     Raises:
-        ValueError: another shape or dtype.
+        ValueError: another shape or dtype; a float array with values outside [0, 1] (0..255 floats or -1..1
+            values would otherwise be clipped to a white or black image: convert them first, e.g.
+            ``array.astype(np.uint8)`` for 0..255) or with NaN/infinite values.
     """
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[2] == 1:
@@ -391,7 +427,15 @@ def array_to_image(array: np.ndarray) -> Image.Image:
     if array.dtype == np.uint16:
         array = np.round(array / 257.0).astype(np.uint8)
     elif np.issubdtype(array.dtype, np.floating):
-        array = np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+        if not np.isfinite(array).all():
+            raise ValueError("float image arrays must hold finite values in [0, 1]; this one has NaN or infinity")
+        low, high = float(array.min(initial=0.0)), float(array.max(initial=0.0))
+        if low < 0.0 or high > 1.0:
+            raise ValueError(
+                f"float image arrays must be in [0, 1]; this one spans [{low:g}, {high:g}] (for 0..255 values pass "
+                "array.astype(np.uint8); for -1..1 values pass (array + 1) / 2)"
+            )
+        array = np.round(array * 255.0).astype(np.uint8)
     elif array.dtype != np.uint8:
         raise ValueError(f"expected a uint8, uint16 or float image array; got dtype {array.dtype}")
     if array.ndim == 3 and array.shape[2] == 4:
@@ -436,6 +480,47 @@ def _as_float_array(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
+def no_prediction(config: Any, error: str) -> dict[str, Any]:
+    """The prediction fields of a face that has no prediction, and why: ``expression``, every probability and
+    every regression target ``None`` (``categories`` ``[]`` for multi-label models), and ``error``."""
+    record: dict[str, Any] = {
+        "expression": None,
+        "probabilities": {config.id2label[i]: None for i in range(len(config.id2label))},
+    }
+    if config.multi_label:
+        record["categories"] = []
+    record.update({name: None for name in config.regression_targets})
+    record["error"] = error
+    return record
+
+
+def box_problem(box: Sequence[float], width: int, height: int) -> str | None:
+    """Why a user-given box ``(x, y, w, h)`` cannot be cropped from a ``width`` x ``height`` image, or ``None``.
+
+    A box must be 4 finite numbers with ``w, h > 0``, overlap the image, and be at most
+    [`MAX_BOX_TO_IMAGE`] times the image's longer side on each side (its crop is padded where it leaves the image,
+    so a box of 1e9 pixels would allocate that much memory).
+    """
+    try:
+        x, y, w, h = (float(v) for v in box)
+    except (TypeError, ValueError):
+        return "is not four numbers (x, y, w, h)"
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        return "holds a value that is not a finite number"
+    if w <= 0 or h <= 0:
+        return "has no area (w and h must be > 0)"
+    limit = MAX_BOX_TO_IMAGE * max(width, height)
+    if w > limit or h > limit:
+        return f"is larger than {MAX_BOX_TO_IMAGE} times the {width}x{height} image"
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        return f"lies outside the {width}x{height} image"
+    return None
+
+
+# The largest user box side accepted, in multiples of the image's longer side (see `box_problem`).
+MAX_BOX_TO_IMAGE = 4
+
+
 def outputs_to_records(logits: Any, regression: Any, config: Any) -> list[dict[str, Any]]:
     """Turn model outputs into one dict per row.
 
@@ -472,15 +557,7 @@ def outputs_to_records(logits: Any, regression: Any, config: Any) -> list[dict[s
         finite.tolist(), probabilities.tolist(), regression.tolist()
     ):
         if not row_finite:
-            record: dict[str, Any] = {
-                "expression": None,
-                "probabilities": {label: None for label in labels},
-            }
-            if config.multi_label:
-                record["categories"] = []
-            record.update({name: None for name in config.regression_targets})
-            record["error"] = NON_FINITE_ERROR
-            records.append(record)
+            records.append(no_prediction(config, NON_FINITE_ERROR))
             continue
         best = max(range(len(labels)), key=row_probabilities.__getitem__) if labels else None
         record = {
@@ -496,8 +573,9 @@ def outputs_to_records(logits: Any, regression: Any, config: Any) -> list[dict[s
 
 
 def default_detector_name(image_processor: Any) -> str:
-    """``"none"`` (whole image) for body (EMOTIC) crop policies, ``"dlib"`` for face models."""
-    return "none" if getattr(image_processor, "crop_target", "face") == "body" else "dlib"
+    """``"none"`` (whole image) for body (EMOTIC) crop policies, ``"auto"`` (YuNet where its model file can be
+    had, else dlib; ``face_detection_cage.create_face_detector``) for face models."""
+    return "none" if getattr(image_processor, "crop_target", "face") == "body" else "auto"
 
 
 def locate_faces(
@@ -520,21 +598,36 @@ def locate_faces(
     Returns:
         ``(detections, crops, box_source)``: ``box_source`` is ``"user"`` for given boxes, ``"image"`` when
         the whole image is the crop (``detector`` none: taken as is, no margin or padding), else the
-        detector's name.
+        detector's name. A given box that cannot be cropped ([`box_problem`]: not finite, no area, outside the
+        image, absurdly large) has crop ``None`` and a detection whose ``error`` names the box and the problem.
     """
     if boxes is not None:
-        detections = [FaceDetection(box=tuple(float(v) for v in box), score=1.0) for box in boxes]
-        for detection in detections:
-            if len(detection.box) != 4 or detection.box[2] <= 0 or detection.box[3] <= 0:
-                raise ValueError(f"box {list(detection.box)} is not (x, y, w, h) with w, h > 0")
-        return detections, [image_processor.crop(image, d.box) for d in detections], "user"
+        detections, crops = [], []
+        for box in boxes:
+            problem = box_problem(box, image.width, image.height)
+            if problem:  # this box gets an error record; the others are still predicted
+                text = json.dumps([str(v) for v in box]) if isinstance(box, (list, tuple)) else repr(box)
+                detections.append(FaceDetection(box=(0.0, 0.0, 0.0, 0.0), score=1.0, error=f"box {text} {problem}"))
+                crops.append(None)
+            else:
+                detections.append(FaceDetection(box=tuple(float(v) for v in box), score=1.0))
+                crops.append(image_processor.crop(image, detections[-1].box))
+        return detections, crops, "user"
     detections = detector.detect(image)
     if isinstance(detector, WholeImageDetector):
         return detections, [image for _ in detections], "image"
     mismatch = getattr(image_processor, "detector_mismatch", lambda name: None)(detector.name)
     if mismatch:
         warnings.warn(mismatch, UserWarning, stacklevel=2)
-    return detections, [image_processor.crop(image, d.box) for d in detections], detector.name
+    framing_boxes = [d.box for d in detections]
+    framing_for = getattr(image_processor, "framing_for", None)
+    canonical = ((framing_for(detector.name) if framing_for else None) or {}).get("canonical_face_side")
+    if canonical:  # the framing was measured on boxes found at this face size: measure these the same way
+        framing_boxes = [detector.refine(image, d, side=canonical).box for d in detections]
+    if framing_for is None:  # a processor without per-detector framings
+        return detections, [image_processor.crop(image, box) for box in framing_boxes], detector.name
+    crops = [image_processor.crop(image, box, detector=detector.name) for box in framing_boxes]
+    return detections, crops, detector.name
 
 
 def face_records(
@@ -548,18 +641,25 @@ def face_records(
 
     Each record: ``box`` ``[x, y, w, h]`` (integer pixels of the upright original image, clipped to it),
     ``score`` (detector confidence), ``crop`` (``"face"`` or ``"body"``: what the model was trained on),
-    ``box_source`` (detector name, ``"image"`` or ``"user"``), then the prediction fields (with ``error`` when
-    the model output was not finite, see [`outputs_to_records`]).
+    ``box_source`` (detector name, ``"image"`` or ``"user"``), ``landmarks`` for detectors that give them
+    (YuNet: ``[[x, y] x 5]`` in pixels of the upright original image, 0.1 px, in
+    ``face_detection_cage.LANDMARK_NAMES`` order: right eye, left eye, nose tip, right and left mouth corner),
+    then the prediction fields (with ``error`` when the model output was not finite, see [`outputs_to_records`]).
     """
     width, height = image_size
     records = []
     for detection, prediction in zip(detections, predictions):
+        if detection.error:  # a given box that could not be cropped: named, no prediction
+            records.append({"box": None, "score": None, "crop": crop_target, "box_source": box_source, **prediction})
+            continue
         record = {
             "box": list(detection.clipped_box(width, height)),
             "score": round(detection.score, 4),
             "crop": crop_target,
             "box_source": box_source,
         }
+        if detection.landmarks is not None:
+            record["landmarks"] = [[round(x, 1), round(y, 1)] for x, y in detection.landmarks]
         record.update(prediction)
         records.append(record)
     return records
@@ -782,11 +882,11 @@ class FaceExpressionAnalyzer:
                 image, detector or self.detector, self.image_processor, given
             )
             located.append((detections, len(crops), source))
-            crops.extend(image_crops)
-        predictions = self.predict_crops(crops)
+            crops.extend(crop for crop in image_crops if crop is not None)
+        predictions = iter(self.predict_crops(crops))
         results = []
-        for image, (detections, start, source) in zip(rgb_images, located):
-            rows = predictions[start : start + len(detections)]
+        for image, (detections, _, source) in zip(rgb_images, located):
+            rows = [no_prediction(self.config, d.error) if d.error else next(predictions) for d in detections]
             results.append(face_records(detections, rows, image.size, self.crop_target, source))
         return results
 

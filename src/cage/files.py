@@ -13,3 +13,82 @@ def output_path_problem(output: str) -> str | None:
     if not path.parent.is_dir():
         return f"--output {output}: the folder {path.parent} does not exist; create it first"
     return None
+
+
+def writable_folder_problem(folder: str, option: str = "--annotate") -> str | None:
+    """Why files cannot be written into ``folder`` (created if missing), or ``None``: checked before a run
+    starts, so that a read-only or impossible folder is one line at once, not an error after the work."""
+    import tempfile
+
+    path = Path(folder).expanduser()
+    if path.exists() and not path.is_dir():
+        return f"{option} {folder} is a file, not a folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        return f"{option} {folder}: cannot write there ({error.strerror or error})"
+    return None
+
+
+class OutputBusy(RuntimeError):
+    """Another process is writing the same output file (its lock is held)."""
+
+
+class OutputLock:
+    """An exclusive lock on an output file: ``OUTPUT.lock`` beside it, held with ``fcntl.flock`` (released by
+    the operating system when the process ends, even when it is killed). Two runs writing one output would
+    lose one run's records; the second is refused instead.
+
+    Raises (on enter):
+        OutputBusy: another process holds the lock; the message names the output.
+        OSError: the lock file cannot be created (the folder is read-only...).
+    """
+
+    def __init__(self, output: str | Path):
+        self.output = Path(output).expanduser()
+        self.path = self.output.with_name(self.output.name + ".lock")
+        self._handle = None
+
+    def __enter__(self) -> OutputLock:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks here; the output is still written atomically
+            return self
+        import os
+
+        while True:
+            handle = open(self.path, "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                raise OutputBusy(
+                    f"another cage process is writing {self.output} (lock {self.path}); wait for it, or choose "
+                    "another --output"
+                ) from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # not a lock file its previous holder removed meanwhile
+                self._handle = handle
+                return self
+            handle.close()
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.close()  # releases the lock
+            self._handle = None
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+
+
+def partial_path(output: str | Path) -> Path:
+    """Where an output file is written before it is complete (then renamed to ``output``): ``.NAME.partial``
+    beside it, so that a cut run never leaves a file that looks complete."""
+    output = Path(output).expanduser()
+    return output.with_name(f".{output.name}.partial")

@@ -38,6 +38,7 @@ class CageImageProcessorKwargs(ImagesKwargs, total=False):
     crop_square: bool
     crop_exact: bool
     framing: dict | None
+    framings: dict | None
     grayscale: bool
     source_resolution: int | None
 
@@ -59,8 +60,12 @@ class CageImageProcessor(FramingPolicy, PilBackend):
        height (medians); ``center_offset`` ``[ox, oy]``: (crop centre - detector-box centre) as fractions of
        the detector box's width and height. Also kept: ``detector`` (the detector it was measured with;
        inference should use the same one), ``sample_size``, ``detected``, ``detection_share`` and the spread
-       (``side_ratio_iqr``, ``center_offset_iqr``: 25th and 75th percentiles). See [`framed_box`]. Crops
-       are zero-padded where they leave the image.
+       (``side_ratio_iqr``, ``center_offset_iqr``: 25th and 75th percentiles) and ``canonical_face_side``
+       (boxes were measured at that face size, ``FaceDetector.refine``; inference measures its boxes the same
+       way). See [`framed_box`]. Crops are zero-padded where they leave the image.
+       ``framings`` (`dict`, *optional*): framings measured with other detectors, by detector name (e.g.
+       ``{"dlib": {...}}`` beside a YuNet ``framing``): a box from a detector is framed by that detector's
+       measurement; a detector without one uses ``framing``, with a warning.
     2. ``crop_exact`` (`bool`, defaults to `False`): the box itself, rounded and clamped to the image (no
        squaring, no margin) — how ``cage prepare`` cuts annotation boxes (EMOTIC body boxes, the 2017
        AffectNet release's face boxes). New body (EMOTIC) processors set it.
@@ -101,6 +106,7 @@ class CageImageProcessor(FramingPolicy, PilBackend):
     crop_square = True
     crop_exact = False
     framing = None
+    framings = None
     grayscale = False
     source_resolution = None
 

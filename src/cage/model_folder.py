@@ -87,15 +87,78 @@ def warn_if_untrained(name: str, weights_status: str) -> None:
         )
 
 
-def load_model_and_processor(model: str | Path, device: Any = None) -> tuple[Any, Any]:
-    """Load ``model`` (a folder written by ``save_pretrained`` or a Hub repo id) and its image processor.
+TRUST_REMOTE_CODE_FLAG = "--trust-remote-code"
+WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth", "model.ckpt")
 
-    Uses this package's registered classes (no remote code is executed).
+
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line (its first non-empty line), for errors that must stay one line."""
+    text = str(error).strip()
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def check_model_folder(path: Path, trust_remote_code: bool = False) -> dict:
+    """Check a local model folder before transformers reads it; returns its ``config.json``.
+
+    Model folders are untrusted input: cage reads only safetensors weights, and only CAGE configs (whose code is
+    this package's own), unless ``trust_remote_code``.
 
     Raises:
-        ModelLoadError: the folder does not exist or lacks ``config.json``/``preprocessor_config.json``, the
-            repo cannot be reached (offline mode or no network), or the files are not a CAGE model.
+        ModelLoadError: no ``config.json`` or one that is not JSON, a ``model_type`` other than ``cage`` (with
+            code in the folder: refused unless ``trust_remote_code``), or no safetensors weights (a folder with
+            only a pickle such as ``pytorch_model.bin`` is refused: loading a pickle can run code).
     """
+    import json
+
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise ModelLoadError(f"{path}: not a model folder (no config.json); create one with `cage init-model`")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ModelLoadError(f"{config_path}: not a readable JSON config ({_one_line(error)})") from None
+    model_type = config.get("model_type")
+    if model_type != "cage" and not trust_remote_code:
+        code = " and asks to run code from the folder (auto_map)" if config.get("auto_map") else ""
+        raise ModelLoadError(
+            f"{config_path}: model_type is {model_type!r}, not a CAGE model{code}; cage never runs code from a model "
+            f"folder unless you pass {TRUST_REMOTE_CODE_FLAG}"
+        )
+    if not any((path / name).is_file() for name in WEIGHTS_FILES):
+        pickles = [name for name in PICKLE_FILES if (path / name).is_file()]
+        if pickles:
+            raise ModelLoadError(
+                f"{path / pickles[0]}: cage loads safetensors weights only (a pickle can run code when loaded); "
+                "convert it to model.safetensors with a tool you trust"
+            )
+        raise ModelLoadError(f"{path}: no model.safetensors (the weights) in the folder")
+    return config
+
+
+def load_model_and_processor(model: str | Path, device: Any = None, trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """Load ``model`` (a folder written by ``save_pretrained`` or a Hub repo id) and its image processor.
+
+    Model folders are untrusted input. By default this uses this package's registered classes and never runs
+    code from the folder (``trust_remote_code=False`` everywhere, so transformers never prompts either); reads
+    weights from safetensors only, in float32; and refuses weights that do not fit the config (missing,
+    unexpected or mismatched tensors are never left randomly initialised).
+
+    Args:
+        model: a local folder or a Hub repo id (``owner/name``, downloaded unless offline).
+        device: where to put the network (default: the CPU).
+        trust_remote_code: let transformers run the folder's own code (its ``auto_map``), as
+            ``--trust-remote-code`` does on the command line. Only for folders you trust.
+
+    Raises:
+        ModelLoadError: one line naming the model or file and the reason: no such folder or repo, offline, not a
+            CAGE model, code in the folder without ``trust_remote_code``, only a pickle, a truncated or corrupt
+            weights file, weights that do not fit, or an impossible processor setting (e.g. ``size`` 0).
+    """
+    import torch
     from huggingface_hub import is_offline_mode
     from transformers import AutoImageProcessor, AutoModel
 
@@ -108,21 +171,47 @@ def load_model_and_processor(model: str | Path, device: Any = None) -> tuple[Any
         name = os.path.expanduser(name)
     path = Path(name)
     if path.exists():
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(f"{name}: not a model folder (no config.json); create one with `cage init-model`")
+        if not path.is_dir():
+            raise ModelLoadError(f"{name}: not a model folder (a file); pass the folder that holds config.json")
+        check_model_folder(path, trust_remote_code)
     elif not looks_like_repo_id(name):
         raise ModelLoadError(f"{name}: no such folder (and not a Hub repo id of the form 'owner/name')")
     elif is_offline_mode():
         raise ModelLoadError(
             f"{name}: not a local folder and HF_HUB_OFFLINE=1 forbids downloading it; pass a local model folder"
         )
+    options = {"trust_remote_code": trust_remote_code}
+    if not path.exists():
+        from .face_detection_cage import hub_reachable
+
+        if not hub_reachable():  # the Hub's ~20 s of retries would end in the same place: the local cache or nothing
+            options["local_files_only"] = True
     try:
-        network = AutoModel.from_pretrained(name)
-        processor = AutoImageProcessor.from_pretrained(name, backend="pil")
-    except (OSError, ValueError, KeyError) as error:
-        raise ModelLoadError(f"{name}: cannot load the model: {error}") from error
+        network, info = AutoModel.from_pretrained(
+            name, use_safetensors=True, output_loading_info=True, dtype=torch.float32, **options
+        )
+    except Exception as error:  # safetensors, OSError, ValueError...: every failure is one line, exit 2
+        text = _one_line(error)
+        if "trust_remote_code" in str(error) or "custom code" in str(error):
+            text = f"the model asks to run code from its files; cage never does unless you pass {TRUST_REMOTE_CODE_FLAG}"
+        elif options.get("local_files_only"):
+            text = "the Hugging Face Hub cannot be reached and the model is not in the local cache"
+        raise ModelLoadError(f"{name}: cannot load the model ({text})") from None
     if getattr(network.config, "model_type", None) != "cage":
         raise ModelLoadError(f"{name}: model_type is {network.config.model_type!r}, not a CAGE model")
+    problems = [
+        f"{len(keys)} {kind} (e.g. {', '.join(str(k) for k in list(keys)[:3])})"
+        for kind, keys in (("missing", info.get("missing_keys")), ("unexpected", info.get("unexpected_keys")),
+                           ("mismatched", info.get("mismatched_keys")))  # fmt: skip
+        if keys
+    ]
+    if problems:
+        raise ModelLoadError(f"{name}: the weights do not fit its config: {'; '.join(problems)} tensors")
+    try:
+        processor = AutoImageProcessor.from_pretrained(name, backend="pil", **options)  # same trust and cache rules
+    except Exception as error:  # noqa: BLE001 - an impossible setting is a defect of the model: one line at load
+        where = str(path / "preprocessor_config.json") if path.exists() else name
+        raise ModelLoadError(f"{where}: cannot load the image processor ({_one_line(error)})") from None
     warn_if_untrained(name, getattr(network.config, "weights_status", "trained"))
     if device is not None:
         network = network.to(device)

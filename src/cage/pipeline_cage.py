@@ -38,6 +38,7 @@ from .face_analysis_cage import (  # re-exported: the names every entry point ha
     has_native_bf16,
     load_image,
     locate_faces,
+    no_prediction,
     outputs_to_records,
     read_image,
     resolve_device,
@@ -120,6 +121,7 @@ class FaceExpressionPipeline(ChunkPipeline):
             yield {
                 "pixel_values": self._blank_pixels(),
                 "has_face": torch.zeros(1, dtype=torch.bool),
+                "failed": False,
                 "detection": None,
                 "size": image.size,
                 "box_source": source,
@@ -128,8 +130,9 @@ class FaceExpressionPipeline(ChunkPipeline):
             return
         for index, (detection, crop) in enumerate(zip(detections, crops)):
             yield {
-                "pixel_values": self.image_processor([crop], return_tensors="pt")["pixel_values"],
-                "has_face": torch.ones(1, dtype=torch.bool),
+                "pixel_values": self._blank_pixels() if crop is None else self.image_processor([crop], return_tensors="pt")["pixel_values"],
+                "has_face": torch.tensor([crop is not None]),
+                "failed": detection.error is not None,
                 "detection": detection,
                 "size": image.size,
                 "box_source": source,
@@ -151,7 +154,8 @@ class FaceExpressionPipeline(ChunkPipeline):
         return {"logits": logits, "regression": regression, **model_inputs}
 
     def postprocess(self, model_outputs):
-        faces = [item for item in model_outputs if bool(item["has_face"].reshape(-1)[0])]
+        # every face: predicted, or a given box that could not be cropped ("failed": its record says why)
+        faces = [item for item in model_outputs if bool(item["has_face"].reshape(-1)[0]) or item.get("failed")]
         first = model_outputs[0]
         predictions = []
         if faces:
@@ -160,6 +164,9 @@ class FaceExpressionPipeline(ChunkPipeline):
             predictions = outputs_to_records(logits, regression, self.model.config)
         crop_target = getattr(self.image_processor, "crop_target", "face")
         detections = [item["detection"] for item in faces]
+        predictions = [
+            no_prediction(self.model.config, d.error) if d.error else p for d, p in zip(detections, predictions)
+        ]
         return face_records(detections, predictions, first["size"], crop_target, first["box_source"])
 
 

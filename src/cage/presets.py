@@ -106,6 +106,13 @@ def make_image_processor(config: CageConfig, **overrides: Any) -> CageImageProce
     return CageImageProcessor(**fields)
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
 def write_untrained_model(
     output_dir: str | Path,
     labels: str = "affectnet8",
@@ -114,14 +121,24 @@ def write_untrained_model(
     objective: str = "combined",
     seed: int = 0,
     backbone_kwargs: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Save a randomly initialised model and its processor to ``output_dir`` (safetensors + configs + code).
 
     ``backbone_kwargs`` go to the backbone's constructor (``timm.create_model``). The config says
     ``weights_status: "untrained"``; every prediction from it is meaningless and the CLI
     says so. Meant for exercising the pipeline before trained weights exist.
+
+    Raises:
+        FileExistsError: ``output_dir`` exists and is not empty (it may hold a trained model), unless
+            ``overwrite``; the message names it.
     """
     import torch
+
+    folder = Path(output_dir)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not overwrite:
+        kind = "a trained model" if '"trained"' in _read_text(folder / "config.json") else "files"
+        raise FileExistsError(f"{folder} exists and holds {kind}; not replacing it (pass --overwrite to replace it)")
 
     torch.manual_seed(seed)
     overrides = {"backbone_kwargs": backbone_kwargs} if backbone_kwargs else {}

@@ -86,7 +86,7 @@ class ReproduceOptions:
     crop_format: str = "jpeg"
     calibrate: bool = True
     calibration_sample: int = 500
-    detector: str = "dlib"
+    detector: str = "auto"
     detector_model: str | None = None
     epochs: int = 20
     max_steps: int | None = None
@@ -734,8 +734,9 @@ def add_reproduce_parser(subparsers) -> None:
     add("--crop-format", default="jpeg", choices=["jpeg", "png"])
     add("--no-calibrate", dest="calibrate", action="store_false", help="AffectNet: skip the framing calibration")
     add("--calibration-sample", type=int, default=500, help="training crops the framing calibration detects on")
-    add("--detector", default="dlib", choices=["dlib", "yunet"], help="detector the framing is calibrated for")
-    add("--detector-model", default=None, help="YuNet's ONNX file (with --detector yunet)")
+    add("--detector", default="auto", choices=["auto", "yunet", "dlib"],
+        help="detector(s) the framing is calibrated for (auto: YuNet where its model file can be had, and dlib)")
+    add("--detector-model", default=None, help="YuNet's ONNX file")
     add("--epochs", type=int, default=20, help="epochs of each stage (default: %(default)s, the paper's)")
     add("--max-steps", type=int, default=None, help="optimizer steps of each stage; overrides --epochs")
     add("--stage2-epochs", type=int, default=None, help="stage 2 only (default: --epochs)")

@@ -125,7 +125,7 @@ def prepare_affectnet(
     private: bool = True,
     calibrate: bool = True,
     calibration_sample: int = 500,
-    detector: str = "dlib",
+    detector: str = "auto",
     detector_model: str | None = None,
 ) -> tuple[datasets.DatasetDict, dict, ProblemLog]:
     """Prepare an AffectNet copy as ``train``/``validation``/``test`` and save it to ``out_dir``.
@@ -150,7 +150,9 @@ def prepare_affectnet(
             ``cage.data.framing``) on ``calibration_sample`` training examples (seeded with ``seed``): the 2017
             release's full images with their face boxes, or the stored crops of the other layouts. The result
             goes to the stats' ``framing.calibration``; ``cage train`` writes it into the saved processor.
-        detector, detector_model: the inference detector used for calibration (``dlib`` by default).
+        detector, detector_model: the inference detector(s) calibrated for: ``"auto"`` (default) measures
+            with YuNet (where its model file can be had) and dlib, ``"yunet"``/``"dlib"`` with that one
+            (``framing.calibrate_each``; the stats keep ``framing.calibrations`` by detector).
 
     Returns:
         ``(dataset_dict, stats, problems)``; ``stats`` is also in every split's ``info.description``.
@@ -199,9 +201,12 @@ def prepare_affectnet(
         names = features["label"].names
         framing = {"crops": _crop_policy(layout), "calibration": None}
         if calibrate:
-            framing["calibration"] = _calibrate(
-                layout, records["train"], full_train, calibration_sample, seed, detector, detector_model
-            )
+            from .framing import calibrate_each
+
+            framing.update(calibrate_each(
+                lambda name, model: _calibrate(layout, records["train"], full_train, calibration_sample, seed, name, model),
+                detector, detector_model,
+            ))  # fmt: skip
         else:
             framing["calibration"] = {"status": "skipped", "reason": "calibration was switched off"}
         split_counts = {name: class_counts(dataset, classes) for name, dataset in splits.items()}

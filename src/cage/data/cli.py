@@ -82,7 +82,11 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> None:
 def _add_calibration_options(parser: argparse.ArgumentParser, sample_help: str) -> None:
     parser.add_argument("--sample", type=int, default=500, help=f"{sample_help} (default: %(default)s)")
     parser.add_argument(
-        "--detector", default="dlib", choices=["dlib", "yunet"], help="the inference face detector (default: dlib)"
+        "--detector",
+        default="auto",
+        choices=["auto", "yunet", "dlib"],
+        help="the inference face detector(s) to calibrate for (default: auto = YuNet where its model file can be "
+        "had, and dlib)",
     )
     parser.add_argument("--detector-model", default=None, help="the detector's model file (YuNet's ONNX file)")
 
@@ -113,7 +117,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from .framing import CalibrationError, calibrate_split, describe, store_calibration
+    from .framing import CalibrationError, calibrate_each, calibrate_split, describe, store_calibration
 
     local = Path(args.dataset).exists()
     if not local and args.output is None:
@@ -134,23 +138,33 @@ def _run_calibrate(args: argparse.Namespace) -> int:
             split = loaded
         if "image" not in split.column_names or "label" not in split.column_names:
             raise CalibrationError(f"{args.dataset}: not a prepared face (AffectNet) dataset (image, label columns)")
-        calibration = calibrate_split(
-            split,
-            sample=args.sample,
-            seed=args.seed,
-            detector=args.detector,
-            detector_model=args.detector_model,
-            pad=args.pad,
-            split_name=args.split,
-        )
+        upscale_to = None
+        try:
+            from .stats import load_stats
+
+            if (load_stats(split).get("image_domain") or {}).get("resolution"):
+                from .framing import CALIBRATION_FACE_SIDE
+
+                upscale_to = CALIBRATION_FACE_SIDE  # small stored faces (FER+), as cage prepare measures them
+        except ValueError:
+            pass
+        measured = calibrate_each(
+            lambda name, model: calibrate_split(
+                split, sample=args.sample, seed=args.seed, detector=name, detector_model=model, pad=args.pad,
+                split_name=args.split, upscale_to=upscale_to,
+            ),
+            args.detector, args.detector_model,
+        )  # fmt: skip
+        calibration = measured["calibration"]
         if local:
-            store_calibration(args.dataset, calibration)
+            store_calibration(args.dataset, calibration, measured["calibrations"])
         if args.output:
             Path(args.output).write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
     except (CalibrationError, OSError, ImportError, ValueError) as error:
         print(f"cage calibrate-framing: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    print(describe(calibration), file=sys.stderr)
+    for each in measured["calibrations"].values():
+        print(describe(each), file=sys.stderr)
     written = [f"{args.dataset} (cage_stats.json, info.description)"] if local else []
     written += [args.output] if args.output else []
     print(f"cage calibrate-framing: wrote {' and '.join(written)}", file=sys.stderr)
@@ -195,11 +209,12 @@ def _run(prepare, args: argparse.Namespace, **kwargs) -> int:
         print(f"cage prepare: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     print(problems.summary({name: len(split) for name, split in loaded.items()}), file=sys.stderr)
-    calibration = (stats.get("framing") or {}).get("calibration") or {}
-    if "detected" in calibration:
-        from .framing import describe
+    framing = stats.get("framing") or {}
+    from .framing import describe
 
-        print(f"cage prepare: {describe(calibration)}", file=sys.stderr)
+    for calibration in (framing.get("calibrations") or {"": framing.get("calibration") or {}}).values():
+        if "detected" in calibration:
+            print(f"cage prepare: {describe(calibration)}", file=sys.stderr)
     print(f"cage prepare: wrote {args.out} (problem report: {args.out}/{REPORT_FILE})", file=sys.stderr)
     return EXIT_OK
 

@@ -427,7 +427,7 @@ def prepare_ferplus(
     private: bool = True,
     calibrate: bool = True,
     calibration_sample: int = 500,
-    detector: str = "dlib",
+    detector: str = "auto",
     detector_model: str | None = None,
     seed: int = 0,
     crop_format: str | None = None,
@@ -443,7 +443,8 @@ def prepare_ferplus(
         calibrate: measure how FER+ crops frame the inference ``detector``'s face box (``cage.data.framing``) on
             ``calibration_sample`` training faces (seeded with ``seed``), upscaled to
             ``framing.CALIBRATION_FACE_SIDE`` pixels first (48-pixel faces are below the detectors' minimum).
-        detector, detector_model: the inference detector used for calibration (``dlib`` by default).
+        detector, detector_model: the inference detector(s) calibrated for (``"auto"``: YuNet where its model
+            file can be had, and dlib; see ``framing.calibrate_each``).
         crop_format: unused (FER+ faces are stored as distributed, lossless PNG); accepted so that every
             ``cage prepare`` takes the same options.
 
@@ -481,12 +482,15 @@ def prepare_ferplus(
         workers.merge(builder.problems_dir)
         stats = _ferplus_stats(splits, records, log.problems + workers.problems, layout)
         if calibrate:
-            from .framing import CALIBRATION_FACE_SIDE, calibrate_split
+            from .framing import CALIBRATION_FACE_SIDE, calibrate_each, calibrate_split
 
-            stats["framing"]["calibration"] = calibrate_split(
-                splits["train"], sample=calibration_sample, seed=seed, detector=detector,
-                detector_model=detector_model, upscale_to=CALIBRATION_FACE_SIDE,
-            )  # fmt: skip
+            stats["framing"].update(calibrate_each(
+                lambda name, model: calibrate_split(
+                    splits["train"], sample=calibration_sample, seed=seed, detector=name, detector_model=model,
+                    upscale_to=CALIBRATION_FACE_SIDE,
+                ),
+                detector, detector_model,
+            ))  # fmt: skip
         else:
             stats["framing"]["calibration"] = {"status": "skipped", "reason": "calibration was switched off"}
         builder.finish(splits, stats, log, report_path=report_path, push_to_hub=push_to_hub, private=private)

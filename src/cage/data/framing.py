@@ -31,13 +31,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..face_detection_cage import FaceDetection, FaceDetector, create_face_detector
+from ..face_detection_cage import CANONICAL_FACE_SIDE, FaceDetection, FaceDetector, create_face_detector
 from ..image_processing_cage import to_rgb
 from .stats import STATS_FILE
 
 logger = logging.getLogger(__name__)
 
-CALIBRATION_VERSION = 1
+# 2: boxes are measured at the canonical face size (FaceDetector.refine), for calibration and inference alike.
+CALIBRATION_VERSION = 2
 DEFAULT_SAMPLE = 500
 DEFAULT_PAD = 0.25
 # Stored crops smaller than this (FER+'s 48-pixel faces) are upscaled to it before detection: the detectors'
@@ -128,9 +129,12 @@ def measure_framing(
         if detection is None:
             logger.debug("framing calibration: no face found in %s", source_id)
             continue
+        detection = detector.refine(image, detection)  # at the canonical face size, as inference measures it
         rows.append(crop_geometry(crop_box, detection.box))
     result = {
         "calibration_version": CALIBRATION_VERSION,
+        # boxes measured after FaceDetector.refine: the face detected again at this side (pixels)
+        "canonical_face_side": CANONICAL_FACE_SIDE,
         "status": "measured" if len(rows) >= MIN_DETECTED else "too_few_detections",
         "detector": detector.name,
         "detector_settings": dict(detector_settings or {}),
@@ -232,10 +236,50 @@ def calibrate_split(
     return result
 
 
+def calibration_detectors(detector: str = "auto", detector_model: str | None = None) -> list[str]:
+    """The detectors a calibration measures with: ``"auto"`` -> ``["yunet", "dlib"]`` where YuNet's model file
+    can be had (``face_detection_cage.resolve_yunet_model``), else ``["dlib"]``; a name -> that detector."""
+    if detector != "auto":
+        return [detector]
+    from ..face_detection_cage import resolve_yunet_model
+
+    try:
+        resolve_yunet_model(detector_model)
+    except (FileNotFoundError, ImportError) as error:
+        logger.warning("framing calibration: dlib only, YuNet is not available (%s)", str(error).split("; ", 1)[0])
+        return ["dlib"]
+    return ["yunet", "dlib"]
+
+
+def calibrate_each(measure, detector: str = "auto", detector_model: str | None = None) -> dict:
+    """Run ``measure(name, model_path) -> calibration`` for each of [`calibration_detectors`].
+
+    Returns:
+        ``{"calibration": the first detector's (the inference default), "calibrations": {name: calibration}}``,
+        the ``framing`` entries of a dataset's stats.
+    """
+    results = {}
+    for name in calibration_detectors(detector, detector_model):
+        results[name] = measure(name, detector_model if name == "yunet" else None)
+    return {"calibration": next(iter(results.values())), "calibrations": results}
+
+
 def framing_for_processor(stats: dict) -> dict | None:
     """The processor's ``framing`` from a dataset's stats, or None when the stats hold no usable measurement
     (no calibration, a failed one, or a body dataset)."""
-    calibration = (stats.get("framing") or {}).get("calibration")
+    return _framing_of((stats.get("framing") or {}).get("calibration"))
+
+
+def framings_for_processor(stats: dict) -> dict[str, dict]:
+    """The processor's ``framings`` from a dataset's stats: the usable measurements of other detectors than
+    the primary one ([`framing_for_processor`]), by detector name; empty when there are none."""
+    primary = framing_for_processor(stats)
+    calibrations = (stats.get("framing") or {}).get("calibrations") or {}
+    others = {name: _framing_of(c) for name, c in calibrations.items()}
+    return {n: f for n, f in others.items() if f is not None and (primary is None or n != primary.get("detector"))}
+
+
+def _framing_of(calibration) -> dict | None:
     if not isinstance(calibration, dict) or calibration.get("status") != "measured":
         return None
     keys = (
@@ -245,6 +289,7 @@ def framing_for_processor(stats: dict) -> dict | None:
         "center_offset_iqr",
         "detector",
         "detector_settings",
+        "canonical_face_side",
         "sample_size",
         "detected",
         "detection_share",
@@ -254,9 +299,11 @@ def framing_for_processor(stats: dict) -> dict | None:
     return framing
 
 
-def store_calibration(dataset_dir: str | Path, calibration: dict) -> dict:
-    """Write ``calibration`` into a prepared dataset folder: ``cage_stats.json`` and every split's
-    ``dataset_info.json`` description (``framing.calibration``). Returns the updated stats.
+def store_calibration(dataset_dir: str | Path, calibration: dict, calibrations: dict | None = None) -> dict:
+    """Write ``calibration`` (the primary one) and ``calibrations`` (by detector name, the primary included;
+    default ``{its detector: calibration}``) into a prepared dataset folder: ``cage_stats.json`` and every
+    split's ``dataset_info.json`` description (``framing.calibration``, ``framing.calibrations``). Returns the
+    updated stats.
 
     Raises:
         CalibrationError: the folder has no ``cage_stats.json``.
@@ -267,6 +314,7 @@ def store_calibration(dataset_dir: str | Path, calibration: dict) -> dict:
         raise CalibrationError(f"{stats_path} does not exist; was {folder} written by `cage prepare`?")
     stats = json.loads(stats_path.read_text(encoding="utf-8"))
     stats.setdefault("framing", {})["calibration"] = calibration
+    stats["framing"]["calibrations"] = calibrations or {calibration.get("detector", "unknown"): calibration}
     stats_path.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     description = json.dumps(stats, sort_keys=False)
     for info_path in sorted(folder.glob("*/dataset_info.json")):

@@ -20,6 +20,9 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
         "mAP and top-3 accuracy. Prints the metrics JSON.",
     )
     parser.add_argument("--model", default=None, help="model folder or Hub repo id (default: the bundled FER+ model)")
+    parser.add_argument(
+        "--trust-remote-code", action="store_true", help="let the model folder run its own code (off by default)"
+    )
     parser.add_argument("--data", required=True, help="prepared dataset folder (`cage prepare`) or Hub dataset id")
     parser.add_argument("--split", default="test", help="split to evaluate (default: %(default)s)")
     parser.add_argument("--output", default=None, help="write the metrics JSON here")
@@ -50,6 +53,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             output=args.output,
             plots=args.plots,
             mixed_precision=args.mixed_precision,
+            trust_remote_code=args.trust_remote_code,
         )
     except (ModelLoadError, ValueError, FileNotFoundError) as error:
         print(f"cage evaluate: {error}", file=sys.stderr)

@@ -125,10 +125,12 @@ def evaluate_model(
     output: str | Path | None = None,
     plots: str | Path | None = None,
     mixed_precision: str = "no",
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a saved CAGE model on a split of a prepared dataset (one or many processes).
 
     Run plainly for one process, or under ``accelerate launch`` for several; the metrics are the same.
+    ``model`` ``None`` is the model bundled with cage; ``trust_remote_code`` lets its folder run its own code.
     The images are transformed with the evaluation transform built from the model's saved processor.
 
     Returns:
@@ -152,7 +154,7 @@ def evaluate_model(
         require_extra("plots", "cage evaluate --plots")
 
     accelerator = Accelerator(mixed_precision=mixed_precision)
-    network, processor = load_model_and_processor(model)
+    network, processor = load_model_and_processor(model, trust_remote_code=trust_remote_code)
     dataset = load_prepared_dataset(data)
     if split not in dataset:
         raise ValueError(f"{data}: no split {split!r} (has {', '.join(dataset)})")

@@ -47,6 +47,7 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
         onnx_model: str | os.PathLike | None = None,
         detect_size: str | int | None = None,
         latency: bool = False,
+        trust_remote_code: bool = False,
     ) -> ExpressionAnalyzer:
         """Load a model folder (or Hub repo id, when online) with its processor and a face detector.
 
@@ -73,6 +74,8 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
                 so small faces in group photos are found; slower on large images) or a longer side in pixels
                 to downscale to for one fast detection pass (see ``face_detection_cage``).
             latency: with ``runtime="auto"``: time the working paths on one image and take the fastest (webcam).
+            trust_remote_code: let the folder's own code run (``cage.model_folder.load_model_and_processor``);
+                off by default: model folders are untrusted input.
 
         Raises:
             cage.model_folder.ModelLoadError: the model cannot be loaded (message says why).
@@ -83,14 +86,14 @@ class ExpressionAnalyzer(FaceExpressionAnalyzer):
 
         model = default_model(model)
         options = dict(detector=detector, batch_size=batch_size, detector_model=detector_model, detect_size=detect_size)
-        if onnx_model is None and not latency:
+        if onnx_model is None and not latency and not trust_remote_code:
             from .fast_start import fast_start_parts
 
             parts = fast_start_parts(model, runtime, precision, device)
             if parts is not None:  # the cached OpenVINO graph this folder was checked with: no torch needed
                 runner, processor = parts
                 return cls(runner, processor, device="cpu", precision=runner.precision, **options)
-        network, processor = load_model_and_processor(model)
+        network, processor = load_model_and_processor(model, trust_remote_code=trust_remote_code)
 
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")

@@ -12,17 +12,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ..files import output_path_problem
+from ..files import OutputBusy, OutputLock, output_path_problem, partial_path, writable_folder_problem
 
 EXIT_OK = 0
 EXIT_INPUT_ERRORS = 1  # some inputs could not be processed; the others were
 EXIT_USAGE = 2
+EXIT_OUTPUT = 3  # the output (--output, --annotate) could not be written: a full disk, a read-only folder
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -32,14 +35,24 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help="model folder or Hub repo id (default: the model bundled with cage, trained on FER+; see the README)",
     )
     parser.add_argument(
-        "--detector",
-        default=None,
-        choices=["dlib", "yunet", "none"],
-        help="face detector (default: dlib for face models, whole image for body/EMOTIC models); "
-        "none = each input is already a face crop",
+        "--trust-remote-code",
+        action="store_true",
+        help="let a model folder run its own Python code (auto_map); off by default: cage never runs code from model "
+        "folders, and loads safetensors weights only",
     )
     parser.add_argument(
-        "--detector-model", default=None, metavar="PATH", help="YuNet ONNX file (face_detection_yunet_2023mar.onnx)"
+        "--detector",
+        default=None,
+        choices=["auto", "yunet", "dlib", "none"],
+        help="face detector (default: auto for face models = YuNet where its model file can be had (--detector-model, "
+        "CAGE_YUNET_MODEL, the Hugging Face cache, or a download when online), else dlib with one line saying why; "
+        "whole image for body/EMOTIC models); none = each input is already a face crop",
+    )
+    parser.add_argument(
+        "--detector-model",
+        default=None,
+        metavar="PATH",
+        help="YuNet ONNX file (face_detection_yunet_2023mar.onnx; or set CAGE_YUNET_MODEL)",
     )
     parser.add_argument(
         "--detect-size",
@@ -170,6 +183,7 @@ def _load(args: argparse.Namespace, command: str):
             onnx_model=args.onnx_model,
             detect_size=args.detect_size,
             latency=command == "webcam",  # the webcam wants the lowest latency of one frame
+            trust_remote_code=args.trust_remote_code,
         )
     except (ModelLoadError, ValueError, ImportError, FileNotFoundError, RuntimeError) as error:
         print(f"cage {command}: {error}", file=sys.stderr)
@@ -183,12 +197,7 @@ def _load(args: argparse.Namespace, command: str):
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from .output import Annotator, ResultWriter
-    from .predict import iter_input_results, load_boxes
-    from .output import printable_name
-    from .sources import sampled_frame_count, scan_inputs
+    from .predict import load_boxes
 
     args.format = _output_format(args)
     if getattr(args, "dataset", None) is not None:
@@ -210,6 +219,11 @@ def run_predict(args: argparse.Namespace) -> int:
         if problem:
             print(f"cage predict: {problem}", file=sys.stderr)
             return EXIT_USAGE
+    if args.annotate is not None:
+        problem = writable_folder_problem(args.annotate)  # before any work, not after it
+        if problem:
+            print(f"cage predict: {problem}", file=sys.stderr)
+            return EXIT_USAGE
 
     from .distributed import uses_parts
 
@@ -217,9 +231,43 @@ def run_predict(args: argparse.Namespace) -> int:
         from .distributed import run_predict_parts
 
         return run_predict_parts(args, boxes, _load)
-    analyzer = _load(args, "predict")
-    if analyzer is None:
+    try:
+        with OutputLock(args.output) if args.output else contextlib.nullcontext():
+            analyzer = _load(args, "predict")
+            if analyzer is None:
+                return EXIT_USAGE
+            return _predict_files(args, analyzer, boxes)
+    except OutputBusy as error:
+        print(f"cage predict: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except OutputWriteError as error:
+        print(f"cage predict: {error}", file=sys.stderr)
+        return EXIT_OUTPUT
+
+
+class OutputWriteError(OSError):
+    """Writing an output file (``--output``, an ``--annotate`` image) failed: the disk is full, the folder
+    read-only... The message is one line naming the file and the cause."""
+
+    def __init__(self, path: Any, error: OSError):
+        super().__init__(f"cannot write {path}: {error.strerror or error}; nothing was written there")
+
+
+def _predict_files(args: argparse.Namespace, analyzer: Any, boxes: Any) -> int:
+    """The plain ``cage predict`` run over files (the caller holds the output's lock).
+
+    ``--output`` is written to ``.NAME.partial`` and renamed to NAME when complete, so a cut run (a full disk,
+    Ctrl-C, a crash) never leaves a file that looks complete.
+
+    Raises:
+        OutputWriteError: the output or an annotated image cannot be written.
+    """
+    from tqdm.auto import tqdm
+
+    from .output import Annotator, ResultWriter, RunCounts, printable_name
+    from .predict import iter_input_results
+    from .sources import sampled_frame_count, scan_inputs
+
     started = time.perf_counter()
     files, skipped = scan_inputs(args.inputs)
     for item in skipped:
@@ -230,41 +278,39 @@ def run_predict(args: argparse.Namespace) -> int:
         for f in files
     )
     annotator = Annotator(args.annotate) if args.annotate else None
+    partial = partial_path(args.output) if args.output else None
     try:
-        stream = open(Path(args.output).expanduser(), "w", newline="") if args.output else sys.stdout
+        stream = open(partial, "w", newline="", encoding="utf-8") if partial else sys.stdout
     except OSError as error:
-        print(f"cage predict: cannot write --output {args.output}: {error.strerror or error}", file=sys.stderr)
-        return EXIT_USAGE
+        raise OutputWriteError(args.output, error) from None
     has_video = any(f.kind == "video" for f in files)
-    writer = ResultWriter(stream, args.format, analyzer.config, tracks=has_video)
-    images = faces = failures = failed_faces = 0
+    counts = RunCounts()
+    complete = False
     progress = tqdm(total=total, unit="image", disable=True if args.no_progress else None, delay=2, file=sys.stderr)
-    pairs = iter_input_results(
-        analyzer, files, every=args.every, fps=args.fps, images_per_batch=min(8, args.batch_size), boxes=boxes
-    )
-    if has_video:  # face tracks and a per-track summary closing each video (tracking.py)
-        from ..extras import require_extra
-        from .tracking import TrackSummary, track_results
-
-        if args.plot:  # before any video is read
-            require_extra("plots", "cage predict --plot")
-
-        pairs = track_results(pairs, analyzer.config, args.plot)
     try:
+        writer = ResultWriter(stream, args.format, analyzer.config, tracks=has_video)
+        pairs = iter_input_results(
+            analyzer, files, every=args.every, fps=args.fps, images_per_batch=min(8, args.batch_size), boxes=boxes
+        )
+        if has_video:  # face tracks and a per-track summary closing each video (tracking.py)
+            from ..extras import require_extra
+            from .tracking import TrackSummary, track_results
+
+            if args.plot:  # before any video is read
+                require_extra("plots", "cage predict --plot")
+
+            pairs = track_results(pairs, analyzer.config, args.plot)
         for result, image in pairs:
             if has_video and isinstance(result, TrackSummary):
                 writer.write(result)
                 continue
             progress.update(1)
+            counts.add(result)
             if result.error:
-                failures += 1
                 progress.write(f"cage predict: error: {result.error}", file=sys.stderr)
             else:
-                images += 1
-                faces += len(result.faces)
                 lost = sum(1 for face in result.faces if face.get("error"))
                 if lost:
-                    failed_faces += lost
                     where = result.file if result.frame is None else f"{result.file} frame {result.frame}"
                     progress.write(
                         f"cage predict: error: {where}: {lost} face(s) without a prediction: "
@@ -272,20 +318,33 @@ def run_predict(args: argparse.Namespace) -> int:
                         file=sys.stderr,
                     )
                 if annotator is not None and image is not None:
-                    annotator.save(result, image, roots.get(result.file))
+                    try:
+                        annotator.save(result, image, roots.get(result.file))
+                    except OSError as error:
+                        raise OutputWriteError(args.annotate, error) from None
             writer.write(result)
+        writer.close()
+        if partial:
+            stream.close()
+            os.replace(partial, Path(args.output).expanduser())
+        complete = True
+    except OSError as error:
+        if isinstance(error, OutputWriteError):
+            raise
+        if partial is None:
+            raise
+        raise OutputWriteError(args.output, error) from None
     finally:
         progress.close()
-        writer.close()
-        if stream is not sys.stdout:
-            stream.close()
+        if partial:
+            if not stream.closed:
+                with contextlib.suppress(OSError):
+                    stream.close()
+            if not complete:
+                partial.unlink(missing_ok=True)
     elapsed = time.perf_counter() - started
-    print(
-        f"cage predict: {images + failures} images, {faces} faces, {failures} failed, "
-        f"{failed_faces} faces without a prediction, {len(skipped)} skipped, {elapsed:.1f} s; {analyzer.engine}",
-        file=sys.stderr,
-    )
-    return EXIT_INPUT_ERRORS if failures or failed_faces else EXIT_OK
+    print(counts.summary(len(skipped), elapsed, analyzer.engine, analyzer.detector.name), file=sys.stderr)
+    return EXIT_INPUT_ERRORS if counts.failed else EXIT_OK
 
 
 def _camera_source(camera: str) -> Any:

@@ -247,6 +247,7 @@ def run_predict_dataset(args: argparse.Namespace, load: Callable[[argparse.Names
     options = dict(
         model=args.model, detector=args.detector, device=args.device, batch_size=args.batch_size,
         detector_model=args.detector_model, precision=args.precision, runtime=args.runtime, onnx_model=args.onnx_model,
+        trust_remote_code=args.trust_remote_code,
     )
     function = PredictionColumns(options, args.image_column, prefix, args.num_proc)
     function._analyzer, function.config = analyzer, config  # the one-process map reuses the loaded analyzer

@@ -25,6 +25,7 @@ others append to their part files.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -143,12 +144,11 @@ def read_parts(folder: Path, files: Sequence[Any]) -> tuple[dict[int, list[tuple
     return complete, records
 
 
-def merge_parts(folder: Path, files: Sequence[Any], writer: Any) -> tuple[int, int, int]:
+def merge_parts(folder: Path, files: Sequence[Any], writer: Any) -> Any:
     """Write the complete records of ``folder`` through ``writer`` (a ``ResultWriter``), in input order.
 
     Returns:
-        ``(images, faces, failures)``: records without error (images and video frames), their faces, records
-        with an error. Track summaries are written but not counted.
+        The ``output.RunCounts`` of the records (track summaries are written but not counted).
 
     Raises:
         RuntimeError: some input has no complete record (a process did not finish); the message names the first.
@@ -159,8 +159,10 @@ def merge_parts(folder: Path, files: Sequence[Any], writer: Any) -> tuple[int, i
     missing = [files[i].path for i in range(len(files)) if i not in complete]
     if missing:
         raise RuntimeError(f"{len(missing)} inputs have no complete record in {folder} (first: {missing[0]})")
+    from .output import RunCounts
+
     handles = [open(path, "rb") for path in _part_files(folder)]
-    images = faces = failures = 0
+    counts = RunCounts()
     try:
         for index in range(len(files)):
             for number, offset in complete[index]:
@@ -170,16 +172,12 @@ def merge_parts(folder: Path, files: Sequence[Any], writer: Any) -> tuple[int, i
                     writer.write(TrackSummary.from_dict(record))
                     continue
                 result = _StoredResult(record)
-                if result.error:
-                    failures += 1
-                else:
-                    images += 1
-                    faces += len(result.faces)
+                counts.add(result)
                 writer.write(result)
     finally:
         for handle in handles:
             handle.close()
-    return images, faces, failures
+    return counts
 
 
 class _Progress:
@@ -246,9 +244,9 @@ def run_predict_parts(
     """
     from tqdm.auto import tqdm
 
-    from .output import Annotator, ResultWriter
+    from .output import Annotator, ResultWriter, printable_name
     from .predict import iter_input_results
-    from .sources import expand_inputs, sampled_frame_count
+    from .sources import sampled_frame_count, scan_inputs
     from .tracking import TrackSummary, track_results
 
     state = None
@@ -275,11 +273,39 @@ def run_predict_parts(
     if state is not None and args.device == "auto":
         # one device per process: cuda:<local rank> on GPUs, the CPU under gloo
         args.device = "cpu" if state.device.type == "cpu" else str(state.device)
+    from ..files import OutputBusy, OutputLock
+
+    lock = OutputLock(args.output) if is_main else contextlib.nullcontext()
+    try:  # the main process holds the output's lock for the whole run: a second run on it is refused
+        lock.__enter__()
+    except OutputBusy as error:
+        print(f"cage predict: {error}", file=sys.stderr)
+        if state is None:
+            return EXIT_USAGE
+        raise SystemExit(EXIT_USAGE) from None
+    try:
+        return _run_parts(args, boxes, load, state, num_processes, rank, is_main, barrier)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _run_parts(args, boxes, load, state, num_processes: int, rank: int, is_main: bool, barrier) -> int:
+    """The body of [`run_predict_parts`], run while the main process holds the output's lock."""
+    from tqdm.auto import tqdm
+
+    from .output import Annotator, ResultWriter, printable_name
+    from .predict import iter_input_results
+    from .sources import sampled_frame_count, scan_inputs
+    from .tracking import TrackSummary, track_results
+
     started = time.perf_counter()
     analyzer = load(args, "predict")
     if analyzer is None:
         return EXIT_USAGE
-    files = expand_inputs(args.inputs)
+    files, skipped = scan_inputs(args.inputs)
+    if is_main:  # named and counted as in a plain run
+        for item in skipped:
+            print(f"cage predict: skipped {printable_name(item.path)}: {item.reason}", file=sys.stderr)
     folder = parts_folder(args.output)
     manifest = folder / "inputs.json"
     names = [f.path for f in files]
@@ -383,15 +409,11 @@ def run_predict_parts(
     temporary = Path(args.output).with_name(Path(args.output).name + ".tmp")
     with open(temporary, "w", newline="", encoding="utf-8") as stream:
         writer = ResultWriter(stream, fmt, analyzer.config, tracks=has_video)
-        images, faces, failures = merge_parts(folder, files, writer)
+        counts = merge_parts(folder, files, writer)
         writer.close()
     os.replace(temporary, args.output)
     shutil.rmtree(folder)
     elapsed = time.perf_counter() - started
-    processes = f"{num_processes} process" + ("es" if num_processes != 1 else "")
-    print(
-        f"cage predict: {images + failures} images, {faces} faces, {failures} failed, {elapsed:.1f} s, {processes}; "
-        f"{analyzer.engine}",
-        file=sys.stderr,
-    )
-    return EXIT_INPUT_ERRORS if failures else EXIT_OK
+    summary = counts.summary(len(skipped), elapsed, analyzer.engine, analyzer.detector.name, num_processes)
+    print(summary, file=sys.stderr)
+    return EXIT_INPUT_ERRORS if counts.failed else EXIT_OK

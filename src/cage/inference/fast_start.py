@@ -99,6 +99,7 @@ class ArrayImageProcessor(FramingPolicy):
     def __init__(self, settings: dict[str, Any]):
         for name in ("framing", "crop_exact", "crop_square", "crop_margin", "crop_target"):
             setattr(self, name, settings[name])
+        self.framings = settings.get("framings")
         self.grayscale = bool(settings.get("grayscale", False))
         self.source_resolution = settings.get("source_resolution")
         self.size = (int(settings["size"]["height"]), int(settings["size"]["width"]))
@@ -139,6 +140,7 @@ def _processor_settings(processor: Any) -> dict[str, Any]:
         "image_mean": [float(v) for v in processor.image_mean],
         "image_std": [float(v) for v in processor.image_std],
         "framing": processor.framing,
+        "framings": getattr(processor, "framings", None),
         "crop_exact": bool(processor.crop_exact),
         "crop_square": bool(processor.crop_square),
         "crop_margin": float(processor.crop_margin),

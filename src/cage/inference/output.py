@@ -18,6 +18,56 @@ from .predict import ImageResult
 FORMATS = ("json", "jsonl", "csv")
 
 
+class RunCounts:
+    """What a ``cage predict`` run processed, counted result by result, and its summary line.
+
+    ``images`` counts the image results and ``frames`` the video-frame results (a record with a ``frame``),
+    failed or not (a video lost as a whole counts in ``failures`` only); ``failures`` the results with an error (an unreadable file, a lost frame), ``faces`` the faces
+    found and ``failed_faces`` those without a prediction (non-finite model output).
+    """
+
+    def __init__(self) -> None:
+        self.images = self.frames = self.faces = self.failures = self.failed_faces = 0
+
+    def add(self, result: ImageResult) -> None:
+        if result.frame is not None:
+            self.frames += 1
+        elif not (result.error and _is_video(result.file)):  # a whole video lost is counted in `failures` only
+            self.images += 1
+        if result.error:
+            self.failures += 1
+            return
+        self.faces += len(result.faces)
+        self.failed_faces += sum(1 for face in result.faces if face.get("error"))
+
+    @property
+    def failed(self) -> bool:
+        """Whether anything was lost (exit code 1)."""
+        return bool(self.failures or self.failed_faces)
+
+    def summary(self, skipped: int, seconds: float, engine: str, detector: str, processes: int = 1) -> str:
+        """The line that ends every run, e.g. ``cage predict: 3 images, 120 video frames, 7 faces, 0 failed,
+        0 faces without a prediction, 1 skipped, 2.4 s; openvino fp32, fast start; detector yunet``."""
+        parts = [_count(self.images, "image")] if self.images or not self.frames else []
+        inputs = ", ".join(parts + ([_count(self.frames, "video frame")] if self.frames else []))
+        running = f", {processes} processes" if processes > 1 else ""
+        return (
+            f"cage predict: {inputs}, {_count(self.faces, 'face')}, {self.failures} failed, "
+            f"{_count(self.failed_faces, 'face')} without a prediction, {skipped} skipped, {seconds:.1f} s{running}; "
+            f"{engine}; detector {detector}"
+        )
+
+
+def _is_video(name: str) -> bool:
+    from .sources import kind_of
+
+    return kind_of(Path(name)) == "video"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 class ResultWriter:
     """Writes results to ``stream`` as they come; call ``close()`` at the end (JSON needs its closing bracket).
 

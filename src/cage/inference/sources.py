@@ -61,6 +61,27 @@ def _identify_image(path: Path) -> bool:
         return False
 
 
+def special_file_kind(path: str | os.PathLike) -> str | None:
+    """``"a FIFO"``, ``"a socket"``, ``"a device"`` (or ``"not a regular file"``) for an existing path that is
+    neither a regular file nor a folder (links followed); ``None`` for regular files, folders and missing or
+    broken paths (those are reported when read)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
 def scan_folder(folder: str | os.PathLike) -> tuple[list[Path], list[SkippedFile]]:
     """Image and video files under ``folder``, recursively, in a stable order (sorted by relative path), and
     the files that are skipped, each with its reason.
@@ -69,7 +90,8 @@ def scan_folder(folder: str | os.PathLike) -> tuple[list[Path], list[SkippedFile
       returned, even if broken (they are reported when read).
     - Files with another or no extension are returned when Pillow recognises them as an image (a JPEG saved
       as ``.img``, a ``.dng``...); otherwise they are skipped with the reason.
-    - Hidden files and folders (names starting with ``.``) are skipped with the reason.
+    - Hidden files and folders (names starting with ``.``) are skipped with the reason, and so are files that
+      are not regular files (FIFOs, sockets, devices: reading a FIFO would block the run forever).
     - Symbolic links to folders are followed (each real folder is visited once, so link loops end);
       links to files are read like files; broken links are returned and reported when read.
     - Names that are not valid UTF-8 are kept as the operating system gives them (surrogate escapes).
@@ -94,8 +116,11 @@ def scan_folder(folder: str | os.PathLike) -> tuple[list[Path], list[SkippedFile
         for name in filenames:
             path = Path(dirpath) / name
             suffix = Path(name).suffix.lower()
+            special = special_file_kind(path)
             if name.startswith("."):
                 skipped.append(SkippedFile(str(path), "hidden file"))
+            elif special:  # reading a FIFO would wait forever; devices and sockets are no images either
+                skipped.append(SkippedFile(str(path), f"not a regular file ({special})"))
             elif suffix in IMAGE_EXTENSIONS or suffix in VIDEO_EXTENSIONS or _identify_image(path):
                 found.append((path.relative_to(root).as_posix(), path))
             else:
@@ -122,6 +147,8 @@ def scan_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[InputFile], l
             found, left = scan_folder(path)
             files.extend(InputFile(str(p), kind_of(p), root=str(path)) for p in found)
             skipped.extend(left)
+        elif special_file_kind(path):
+            files.append(InputFile(str(item), kind_of(path), error=f"{item}: {special_file_kind(path)}, not a regular file"))
         elif path.exists():
             files.append(InputFile(str(path) if str(item).startswith("~") else str(item), kind_of(path)))
         else:

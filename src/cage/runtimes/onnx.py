@@ -116,6 +116,11 @@ def cached_onnx_export(model: torch.nn.Module, source: str | Path, cache_dir: st
     if path.is_file():
         return path
     scratch = path.with_suffix(f".{os.getpid()}.tmp.onnx")
+    import logging
+
+    logging.getLogger("cage.progress").info(
+        "cage: exporting the model to ONNX (once per model), cached in %s", path.parent
+    )
     report = export_onnx(model, scratch, dynamic_batch=True)
     if not report.passed:
         scratch.unlink(missing_ok=True)

@@ -86,7 +86,8 @@ def cached_openvino_model(model: Any, cache_dir: str | Path | None = None) -> Pa
     """The OpenVINO IR (``.xml`` + ``.bin``) of ``model`` from the cache, converting it on first use.
 
     The key is a hash of the weights and config (see ``cache.model_digest``) and OpenVINO's version; files live
-    under ``cache_dir`` (default ``$CAGE_CACHE`` or ``~/.cache/cage``) in ``openvino/``.
+    under ``cache_dir`` (default ``$CAGE_CACHE`` or ``~/.cache/cage``) in ``openvino/``. A conversion is announced
+    once on the logger ``cage.progress`` (the ``cage`` command shows its INFO messages).
     """
     from .cache import cache_root, model_digest
 
@@ -96,6 +97,12 @@ def cached_openvino_model(model: Any, cache_dir: str | Path | None = None) -> Pa
     if path.is_file() and path.with_suffix(".bin").is_file():
         return path
     root.mkdir(parents=True, exist_ok=True)
+    import logging
+
+    logging.getLogger("cage.progress").info(
+        "cage: converting the model for OpenVINO (once per model and OpenVINO version; about 20 s for MaxViT-T), "
+        "cached in %s", root,
+    )  # fmt: skip
     scratch = path.with_name(f"{path.stem}.{os.getpid()}.tmp.xml")
     ov.save_model(convert_to_openvino(model), str(scratch), compress_to_fp16=False)
     scratch.with_suffix(".bin").replace(path.with_suffix(".bin"))

@@ -142,13 +142,14 @@ def apply_training_framing(processor, train_split, framing_file: str | None, log
     Raises:
         ValueError: ``framing_file`` cannot be read or holds no usable measurement.
     """
-    from ..data.framing import describe, framing_for_processor
+    from ..data.framing import describe, framing_for_processor, framings_for_processor
     from ..data.stats import load_stats
 
     if processor.crop_target != "face":
         if framing_file:
             raise ValueError(f"--framing-file {framing_file}: framing calibration applies to face models only")
         return None
+    others = None
     if framing_file:
         try:
             calibration = json.loads(Path(framing_file).read_text(encoding="utf-8"))
@@ -165,6 +166,7 @@ def apply_training_framing(processor, train_split, framing_file: str | None, log
             stats = {}
         calibration = (stats.get("framing") or {}).get("calibration")
         framing = framing_for_processor(stats)
+        others = framings_for_processor(stats)
         if framing is None:
             if isinstance(calibration, dict) and "detected" in calibration:
                 reason = describe(calibration)
@@ -172,8 +174,10 @@ def apply_training_framing(processor, train_split, framing_file: str | None, log
                 reason = (calibration or {}).get("reason", "no calibration in the data")
             log(f"framing: keeping the processor's {processor.crop_policy} crop policy ({reason})")
             return None
-    processor.set_framing(framing)
+    processor.set_framing(framing, others)
     log(f"framing written into the processor: {describe(calibration)}")
+    for other in (others or {}).values():
+        log(f"framing for the {other['detector']} detector written into the processor too")
     return framing
 
 
