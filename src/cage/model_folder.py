@@ -10,6 +10,7 @@ through [`save_model_folder`], so every folder loads the same ways: ``import cag
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -139,6 +140,23 @@ def check_model_folder(path: Path, trust_remote_code: bool = False) -> dict:
     return config
 
 
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers' warnings (its load report) and progress bars off for a while, then as they were."""
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = transformers_logging.get_verbosity()
+    bars = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
+
+
 def load_model_and_processor(model: str | Path, device: Any = None, trust_remote_code: bool = False) -> tuple[Any, Any]:
     """Load ``model`` (a folder written by ``save_pretrained`` or a Hub repo id) and its image processor.
 
@@ -187,15 +205,19 @@ def load_model_and_processor(model: str | Path, device: Any = None, trust_remote
         if not hub_reachable():  # the Hub's ~20 s of retries would end in the same place: the local cache or nothing
             options["local_files_only"] = True
     try:
-        network, info = AutoModel.from_pretrained(
-            name, use_safetensors=True, output_loading_info=True, dtype=torch.float32, **options
-        )
+        with _quiet_transformers():  # cage reports what matters (weights that do not fit) in its own one line
+            network, info = AutoModel.from_pretrained(
+                name, use_safetensors=True, output_loading_info=True, dtype=torch.float32, **options
+            )
     except Exception as error:  # safetensors, OSError, ValueError...: every failure is one line, exit 2
         text = _one_line(error)
         if "trust_remote_code" in str(error) or "custom code" in str(error):
             text = f"the model asks to run code from its files; cage never does unless you pass {TRUST_REMOTE_CODE_FLAG}"
         elif options.get("local_files_only"):
             text = "the Hugging Face Hub cannot be reached and the model is not in the local cache"
+        kind = f"{type(error).__module__}.{type(error).__name__}".lower()
+        if path.exists() and "safetensor" in kind and (path / "model.safetensors").is_file():
+            raise ModelLoadError(f"{path / 'model.safetensors'}: cannot load the weights ({text})") from None
         raise ModelLoadError(f"{name}: cannot load the model ({text})") from None
     if getattr(network.config, "model_type", None) != "cage":
         raise ModelLoadError(f"{name}: model_type is {network.config.model_type!r}, not a CAGE model")
