@@ -107,11 +107,12 @@ class ModelState:
             text += f"\n\n**Note:** {note[0].upper() + note[1:]}."
         return text if status == "trained" else text + (
             f"\n\n**These weights are not trained (`weights_status: {status}`): the predictions below are "
-            "meaningless and only show how the app works.** No trained CAGE weights have been published.")  # fmt: skip
+            "meaningless and only show how the app works.** Leave `CAGE_MODEL` unset for the trained model bundled with cage.")  # fmt: skip
 
 
 def load_model(name: str | None = None) -> ModelState:
-    """Load ``name`` (default: env ``CAGE_MODEL``, else the model bundled with cage) with the dlib face detector
+    """Load ``name`` (default: env ``CAGE_MODEL``, else the model bundled with cage) with the ``auto`` face detector
+    (YuNet where its model file can be had: env ``CAGE_YUNET_MODEL``, the Hugging Face cache or the Hub; else dlib)
     at the detection size of env ``CAGE_DETECT_SIZE`` (default ``auto``: large photos are also searched in tiles).
     Never raises: the ``ModelState`` of a model that cannot be loaded says why, and the Space tells its visitors."""
     name = name or os.environ.get("CAGE_MODEL") or DEFAULT_MODEL

@@ -72,20 +72,10 @@ def ferplus_rows(split_folder: str, count: int | None = None, start: int = 0) ->
 def ferplus_subset(tmp_path_factory) -> Path:
     """A real FER+ subset in Microsoft's folder layout: the first 240 faces of FER2013Train and 120 of
     FER2013Valid from ../shared, with their label.csv rows."""
-    import shutil
+    from cage.data.ferplus import copy_ferplus_subset
 
     root = tmp_path_factory.mktemp("ferplus") / "FERPlus"
-    for folder, count in (("FER2013Train", 240), ("FER2013Valid", 120)):
-        rows = ferplus_rows(folder, count)
-        (root / folder).mkdir(parents=True)
-        for row in rows:
-            shutil.copyfile(ferplus_dir() / folder / row[0], root / folder / row[0])
-        (root / folder / "label.csv").write_text("".join(",".join(_csv_cell(c) for c in row) + "\n" for row in rows))
-    return root
-
-
-def _csv_cell(cell: str) -> str:
-    return f'"{cell}"' if "," in cell else cell
+    return copy_ferplus_subset(ferplus_dir(), root, {"FER2013Train": 240, "FER2013Valid": 120})
 
 
 @pytest.fixture(scope="session")
@@ -170,6 +160,12 @@ def cli(one_torch_thread, capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+def without_timing(history: list[dict]) -> list[dict]:
+    """A training history (``config.training_recipe["history"]``) without its wall-clock measurements
+    (``train_seconds``, ``images_per_second``), which differ between otherwise identical runs."""
+    return [{k: v for k, v in entry.items() if k not in ("train_seconds", "images_per_second")} for entry in history]
 
 
 def free_port() -> int:

@@ -119,7 +119,7 @@ def test_second_run_needs_neither_torch_nor_transformers_and_gives_the_same_reco
     records = [json.loads(line) for line in second["out"].splitlines()]
     assert [len(r["faces"]) for r in records] == [2, 1, 1, 1]
     assert "weights_status='untrained'" in stderr  # the full path's warning, also here
-    assert "; openvino " in stderr.splitlines()[-1] and stderr.rstrip().endswith(", fast start")  # summary line
+    assert "; openvino " in stderr.splitlines()[-1] and ", fast start; detector " in stderr.splitlines()[-1]  # summary
     crops_dir = tmp_path / "crops"
     crops_dir.mkdir()
     Image.open(face_photo("obama.jpg")).convert("RGB").resize((64, 64)).save(crops_dir / "a.png")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -188,3 +191,76 @@ def test_inputs_and_live_stream_are_configured(app, monkeypatch):
     assert stream.stream_every == 0.7 and stream.time_limit == 120
     assert {fn.api_name for fn in demo.fns.values()} >= {"predict", "analyze"}
     assert "cannot be loaded" in components["model-banner"].value
+
+
+# ------------------------------------------------------------------------ uploads read as `cage predict` reads them
+
+
+def upload_variants(folder) -> dict[str, str]:
+    """two_people.jpg as a 16-bit gray PNG, a gray JPEG, a CMYK JPEG and an EXIF-rotated JPEG (upright: the photo)."""
+    import numpy as np
+
+    photo = Image.open(face_photo("two_people.jpg")).convert("RGB")
+    paths = {}
+    gray16 = (np.asarray(photo.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
+    paths["16-bit"] = folder / "sixteen.png"
+    Image.fromarray(gray16, mode="I;16").save(paths["16-bit"])
+    paths["gray"] = folder / "gray.jpg"
+    photo.convert("L").save(paths["gray"], quality=92)
+    paths["cmyk"] = folder / "cmyk.jpg"
+    photo.convert("CMYK").save(paths["cmyk"], quality=92)
+    paths["exif-rotated"] = folder / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation 6: the viewer turns it 90 degrees clockwise to show it upright
+    photo.transpose(Image.Transpose.ROTATE_90).save(paths["exif-rotated"], quality=92, exif=exif)
+    return {kind: str(path) for kind, path in paths.items()}
+
+
+def test_uploads_of_every_image_mode_equal_the_cli_fp32_record(client, tiny_model_dir, tmp_path, cli):
+    for kind, path in upload_variants(tmp_path).items():
+        record = client.predict(gradio_client.handle_file(path), api_name="/predict")
+        code, out, err = cli("predict", path, "--model", str(tiny_model_dir), "--precision", "fp32", "--format",
+                             "jsonl")  # fmt: skip
+        assert code == 0, err
+        expected = json.loads(out)
+        assert record["file"] == Path(path).name, kind
+        assert len(record["faces"]) == len(expected["faces"]) == 2, kind
+        for got, want in zip(record["faces"], expected["faces"]):
+            assert got["box"] == want["box"] and got["expression"] == want["expression"], kind
+            for name in ("valence", "arousal"):
+                assert got[name] == pytest.approx(want[name], abs=1e-4), kind
+            for label, probability in want["probabilities"].items():
+                assert got["probabilities"][label] == pytest.approx(probability, abs=1e-4), kind
+
+
+def test_an_unreadable_upload_gets_the_app_s_message_through_the_server(client, tmp_path):
+    broken = tmp_path / "holiday.jpg"
+    broken.write_bytes(b"this is not a jpeg")
+    with pytest.raises(Exception, match="holiday.jpg: cannot read this image"):
+        client.predict(gradio_client.handle_file(str(broken)), api_name="/predict")
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes(face_photo("obama.jpg").read_bytes()[:5000])
+    with pytest.raises(Exception, match="cut.jpg: cannot read this image"):
+        client.predict(gradio_client.handle_file(str(truncated)), api_name="/predict")
+
+
+def test_a_huge_pixel_upload_is_refused_before_decoding(client, app, tmp_path):
+    import psutil
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (13000, 13000)).save(bomb, optimize=True)  # a small file of 169 MP
+    assert bomb.stat().st_size < 1_000_000
+    process = psutil.Process()
+    before = process.memory_info().rss
+    started = time.perf_counter()
+    with pytest.raises(Exception, match="13000 x 13000 pixels .169 MP. is more than this Space decodes"):
+        client.predict(gradio_client.handle_file(str(bomb)), api_name="/predict")
+    assert time.perf_counter() - started < 20  # the header is read, not 169 MP of pixels
+    assert process.memory_info().rss - before < 200_000_000  # decoding would take 169 MB at least, plus copies
+    assert app.MAX_PIXELS == 40_000_000 and app.MAX_UPLOAD_BYTES == 20_000_000
+    assert app.launch_options()["max_file_size"] == app.MAX_UPLOAD_BYTES
+
+
+def test_the_upload_cache_is_cleaned(app):
+    demo = app.build_demo(app.ModelState(name="nowhere", error="no such folder"))
+    assert demo.delete_cache == app.CACHE_CLEANUP == (600, 3600)

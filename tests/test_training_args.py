@@ -16,7 +16,8 @@ FULL_ARGV = [
     "--gradient-checkpointing", "--channels-last", "--seed", "7", "--balanced", "--expression-loss-weight", "0.1",
     "--augmentation", "none", "--num-workers", "0", "--early-stopping-patience", "2", "--selection-metric", "loss",
     "--checkpointing-steps", "5", "--resume-from-checkpoint", "c", "--report-to", "tensorboard",
-    "--no-evaluate-test", "--framing-file", "f.json",
+    "--no-evaluate-test", "--framing-file", "f.json", "--label-mode", "soft", "--class-weighting", "none",
+    "--compile",
 ]  # fmt: skip
 
 
@@ -59,3 +60,15 @@ def test_literal_choices_match_the_model():
 
     objective = next(f for f in dataclasses.fields(TrainingArguments) if f.name == "objective")
     assert tuple(objective.metadata["choices"]) == OBJECTIVES
+
+
+def test_to_command_gives_the_arguments_back():
+    import shlex
+
+    parsed = parse_training_arguments(FULL_ARGV)
+    command = parsed.to_command()
+    assert command.startswith("cage train --data d --output-dir o --objective valence_arousal ")
+    assert "--no-evaluate-test" in command and "--compile" in command and "--learning-rate 0.001" in command
+    assert parse_training_arguments(shlex.split(command)[2:]) == parsed
+    minimal = TrainingArguments(data="my data", output_dir="o")
+    assert minimal.to_command() == "cage train --data 'my data' --output-dir o"

@@ -25,7 +25,7 @@ class ModelLoadError(RuntimeError):
 
 # The trained model inside the package (trained by cage on FER+; its README.md is the model card): what
 # `cage predict`, `cage webcam`, `ExpressionAnalyzer.from_pretrained()` and the Space use when no model is named.
-BUNDLED_MODEL_NAME = "cage-ferplus-resnet18"
+BUNDLED_MODEL_NAME = "cage-ferplus-resnet10t-48"
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "pretrained" / BUNDLED_MODEL_NAME
 
 

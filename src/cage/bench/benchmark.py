@@ -394,14 +394,35 @@ def run_benchmark(
     return report
 
 
+def latency_detectors(detector_model: str | os.PathLike | None = None) -> tuple[list[Any], str | None]:
+    """The face detectors the latency rows are measured with: YuNet (when its model file can be had, see
+    ``cage.face_detection_cage.resolve_yunet_model``) and dlib; plus why YuNet is missing, or ``None``."""
+    from ..face_detection_cage import create_face_detector
+
+    detectors, missing = [], None
+    try:
+        detectors.append(create_face_detector("yunet", model_path=detector_model))
+    except (FileNotFoundError, ImportError, ValueError) as error:
+        missing = str(error).split("; ", 1)[0]
+    detectors.append(create_face_detector("dlib"))
+    return detectors, missing
+
+
 def measure_photo_latency(
-    model: Any, processor: Any, faces_dir: Path, rounds: int, threads: int | None, workdir: Path, log: Callable
+    model: Any, processor: Any, faces_dir: Path, rounds: int, threads: int | None, workdir: Path, log: Callable,
+    detector_model: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Photo file -> JSON text (decode, dlib detection, crop, predict with batch 1, serialise) for ``obama.jpg``
-    (one face): median and p90 milliseconds per path, and which path ``cage webcam`` (``--runtime auto``,
-    timing the working paths on one frame) picks here."""
-    from ..inference.predict import predict_paths
+    """Photo file -> JSON text (decode, detection, crop, predict with batch 1, serialise) for ``obama.jpg`` (one
+    face), warm (the first call is not timed): median and p90 milliseconds per detector (YuNet where its file
+    can be had, and dlib) and runtime path, which path ``cage webcam`` (``--runtime auto``, timing the working
+    paths on one frame) picks here, and the fastest row.
+
+    Returns:
+        ``{"photo", "paths": {"<runtime> <precision>, <detector>": {"median_ms", "p90_ms"} or {"error"}},
+        "yunet_unavailable": reason or None, "webcam_auto", "lowest_latency"}``.
+    """
     from ..face_analysis_cage import FaceExpressionAnalyzer
+    from ..inference.predict import predict_paths
     from ..runtimes.select import cpu_features, installed_runtimes, load_runner, runtime_candidates
 
     photo = faces_dir / "obama.jpg"
@@ -409,33 +430,72 @@ def measure_photo_latency(
     paths = runtime_candidates(cpu_features(), installed_runtimes())
     if ("torch", "fp32") in paths and ("torch", "bf16") not in paths:
         paths.insert(paths.index(("torch", "fp32")), ("torch", "bf16"))  # measured even where not native
-    results: dict[str, Any] = {"photo": photo.name, "paths": {}}
+    detectors, missing = latency_detectors(detector_model)
+    results: dict[str, Any] = {"photo": photo.name, "paths": {}, "yunet_unavailable": missing}
     for runtime, precision in paths:
-        key = f"{runtime} {precision}"
         try:
             runner, _, used = load_runner(model, runtime, precision, latency=True, threads=threads, cache_dir=cache)
-            analyzer = FaceExpressionAnalyzer(runner, processor, detector="dlib", device="cpu", batch_size=1,
-                                              precision=used)  # fmt: skip
         except Exception as error:  # reported, not fatal
-            results["paths"][key] = {"error": error_line(error)}
+            for detector in detectors:
+                results["paths"][f"{runtime} {precision}, {detector.name}"] = {"error": error_line(error)}
             continue
-        times = []
-        for index in range(rounds + 1):
-            start = time.perf_counter()
-            json.dumps([result.to_dict() for result in predict_paths(analyzer, [photo])])
-            if index:  # the first call warms up
-                times.append(time.perf_counter() - start)
-        times.sort()
-        results["paths"][key] = {
-            "median_ms": 1000 * statistics.median(times),
-            "p90_ms": 1000 * times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))],
-        }
-        log(f"photo -> JSON, {key}: {results['paths'][key]}")
+        for detector in detectors:
+            key = f"{runtime} {precision}, {detector.name}"
+            analyzer = FaceExpressionAnalyzer(runner, processor, detector=detector, device="cpu", batch_size=1,
+                                              precision=used)  # fmt: skip
+            times = []
+            for index in range(rounds + 1):
+                start = time.perf_counter()
+                json.dumps([result.to_dict() for result in predict_paths(analyzer, [photo])])
+                if index:  # the first call warms up
+                    times.append(time.perf_counter() - start)
+            times.sort()
+            results["paths"][key] = {
+                "median_ms": 1000 * statistics.median(times),
+                "p90_ms": 1000 * times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))],
+            }
+            log(f"photo -> JSON, {key}: {results['paths'][key]}")
     _, runtime, precision = load_runner(model, latency=True, threads=threads, cache_dir=cache)
     results["webcam_auto"] = f"{runtime} {precision}"
     timed = {k: v["median_ms"] for k, v in results["paths"].items() if "median_ms" in v}
     results["lowest_latency"] = min(timed, key=timed.get) if timed else None
     return results
+
+
+def run_latency_benchmark(
+    model_dir: str | Path | None, faces_dir: str | Path, rounds: int = 20, threads: int | None = None,
+    detector_model: str | os.PathLike | None = None, log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Only the photo -> JSON latency rows (``cage bench --latency-only``) for a saved model (``None``: the model
+    bundled with cage): ``{"machine", "model", "photo_latency_ms"}`` (see [`measure_photo_latency`])."""
+    from ..model_folder import default_model, load_model_and_processor
+
+    if threads:
+        torch.set_num_threads(threads)
+    machine = machine_info(threads)
+    log(hardware_line(machine))
+    name = default_model(model_dir)
+    model, processor = load_model_and_processor(name)
+    workdir = Path(tempfile.mkdtemp(prefix="cage-bench-"))
+    latency = measure_photo_latency(model, processor, Path(faces_dir), rounds, threads, workdir, log, detector_model)
+    return {"machine": machine, "model": name, "photo_latency_ms": latency}
+
+
+def latency_table(latency: dict[str, Any]) -> list[str]:
+    """Markdown lines of the photo -> JSON latency rows (one per runtime path and detector)."""
+    lines = [f"| photo -> JSON, one face ({latency['photo']}), batch 1, warm: path, detector | median (ms) | "
+             "p90 (ms) |", "|---|---|---|"]  # fmt: skip
+    for key, row in latency["paths"].items():
+        if "error" in row:
+            lines.append(f"| {key} | unavailable: {row['error'][:70]} | |")
+        else:
+            lines.append(f"| {key} | {row['median_ms']:.0f} | {row['p90_ms']:.0f} |")
+    lines.append("")
+    if latency.get("yunet_unavailable"):
+        lines.append(f"YuNet not measured: {latency['yunet_unavailable']}.")
+    lines.append(f"`cage webcam` (`--runtime auto`: the working path fastest on one frame) uses "
+                 f"{latency['webcam_auto']}; the lowest median latency measured: {latency['lowest_latency']}.")  # fmt: skip
+    return lines
 
 
 AUTHORS_SCRIPT = '''"""Emulation of the CAGE authors' inference: torchvision maxvit_t + their head, eager fp32."""
@@ -650,17 +710,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         )
     latency = report.get("photo_latency_ms")
     if latency:
-        lines += ["", f"| photo -> JSON, dlib detection, one face ({latency['photo']}), batch 1 | median (ms) | "
-                  "p90 (ms) |", "|---|---|---|"]  # fmt: skip
-        for key, row in latency["paths"].items():
-            if "error" in row:
-                lines.append(f"| {key} | unavailable: {row['error'][:70]} | |")
-            else:
-                lines.append(f"| {key} | {row['median_ms']:.0f} | {row['p90_ms']:.0f} |")
-        lines.append("")
-        lines.append(f"`cage webcam` (`--runtime auto`: the working path fastest on one frame) uses "
-                     f"{latency['webcam_auto']}; the lowest median latency measured: "
-                     f"{latency['lowest_latency']}.")  # fmt: skip
+        lines += [""] + latency_table(latency)
     peaks = report["peak_matmul_flops"]
     lines.append("")
     lines.append(

@@ -268,6 +268,35 @@ def _parse_votes(cells, where: str) -> list[int]:
     return votes
 
 
+def copy_ferplus_subset(root: str | Path, out: str | Path, counts: dict[str, int], start: int = 0) -> Path:
+    """Copy the first ``counts[folder]`` faces (from row ``start``) of each FER+ split folder of ``root``
+    (Microsoft's folder layout, e.g. ``{"FER2013Train": 240, "FER2013Valid": 120}``) with their ``label.csv``
+    rows into ``out`` (created), in the same layout; returns ``out``. Rows keep the file's order, so a subset
+    is fixed by its counts (the bundled model's 500-face FER2013Valid check uses the first 500 rows).
+
+    Raises:
+        PrepareError: a folder has no ``label.csv``, or a listed image is missing.
+    """
+    import shutil
+
+    root, out = Path(root), Path(out)
+    for folder, count in counts.items():
+        labels = root / folder / "label.csv"
+        if not labels.is_file():
+            raise PrepareError(f"{labels} is missing (FER+ folders need label.csv in {folder}/)")
+        with open(labels, newline="", encoding="utf-8-sig") as handle:
+            rows = [row for row in csv.reader(handle) if row][start : start + count]
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        for row in rows:
+            source = root / folder / row[0].strip()
+            if not source.is_file():
+                raise PrepareError(f"{source} is listed in {labels} but missing")
+            shutil.copyfile(source, out / folder / source.name)
+        with open(out / folder / "label.csv", "w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows(rows)
+    return out
+
+
 def _folder_records(root: Path, log: ProblemLog) -> dict[str, list[dict]]:
     records: dict[str, list[dict]] = {split: [] for split in FOLDER_OF_SPLIT}
     for split, folder_name in FOLDER_OF_SPLIT.items():

@@ -53,7 +53,8 @@ METRIC_NAMES = {
     "mean_average_precision": "mean average precision",
     "top3_accuracy": "top-3 accuracy",
 }
-NON_METRIC_KEYS = {"labels", "confusion_matrix"}
+NON_METRIC_KEYS = {"labels", "confusion_matrix", "per_class_recall", "support", "num_examples"}
+PER_CLASS_KEYS = ("per_class_recall", "support")  # label -> number (or null): checked and rendered per class
 
 
 class MetricsFileError(ValueError):
@@ -64,7 +65,8 @@ def load_metrics(path: str | Path) -> dict[str, Any]:
     """Read and check a metrics JSON written by ``cage evaluate``.
 
     Layout: ``{"split": str, "num_examples": int, "<section>": {"<metric>": float or null, ...}, ...}`` with sections
-    from ``METRIC_SECTIONS`` (each optional); ``expression`` may also hold ``labels`` and ``confusion_matrix``.
+    from ``METRIC_SECTIONS`` (each optional); ``expression`` may also hold ``labels``, ``confusion_matrix`` and the
+    per-class maps ``per_class_recall`` and ``support`` (label -> number or null).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -91,6 +93,12 @@ def load_metrics(path: str | Path) -> dict[str, Any]:
         if not isinstance(values, dict):
             raise MetricsFileError(f"{path}: '{section}' must be an object of metric -> value")
         for name, value in values.items():
+            if name in PER_CLASS_KEYS:
+                if not isinstance(value, dict) or not all(
+                    v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in value.values()
+                ):
+                    raise MetricsFileError(f"{path}: '{section}.{name}' must be an object of label -> number or null")
+                continue
             if name in NON_METRIC_KEYS or value is None:  # null: not computable (NaN), as cage evaluate writes it
                 continue
             if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -98,18 +106,25 @@ def load_metrics(path: str | Path) -> dict[str, Any]:
     return metrics
 
 
+# Titles of prepared datasets whose labels alone do not name them (FER+ uses AffectNet-8's names and order).
+DATASET_TITLES = {"ferplus": "FER+"}
+
+
 def dataset_name(config: CageConfig) -> str | None:
     """The dataset a model's labels come from: ``training_recipe["dataset"]``, else inferred from the labels."""
     recipe = config.training_recipe or {}
     if isinstance(recipe.get("dataset"), str):
         return recipe["dataset"]
+    prepared = (recipe.get("data") or {}).get("dataset")  # the prepared dataset's id (cage prepare's stats)
+    if prepared in DATASET_TITLES:
+        return DATASET_TITLES[prepared]
     labels = [config.id2label[i] for i in range(config.num_labels)]
     label_set = label_set_of_labels(labels, config.multi_label)
     return None if label_set is None else label_set.title
 
 
 def _dataset_id(name: str | None) -> str:
-    return (name or "unknown").split("-")[0].lower()
+    return (name or "unknown").split("-")[0].lower().replace("+", "plus")
 
 
 def _number(value: Any) -> str:
@@ -183,7 +198,10 @@ def evaluation_tables(metrics: dict[str, Any] | None, config: CageConfig) -> lis
         table(
             "Expression",
             "Macro averages weigh every class equally; weighted averages weigh classes by their support "
-            "(the paper's P, R and F1 are weighted).",
+            "(the paper's P, R and F1 are weighted)." + (
+                f" Over the {ours['expression']['num_examples']} examples with a class label (FER+: the protocol's "
+                "majority faces)." if ours.get("expression", {}).get("num_examples") not in (None, ours.get("num_examples"))
+                else ""),
             [("expression", n) for n in names],
         )
     per_dimension_extra = list(PAPER_PER_DIMENSION_AFFECTNET8.items()) if dataset == LABEL_SETS["affectnet8"].title else []
@@ -203,6 +221,15 @@ def evaluation_tables(metrics: dict[str, Any] | None, config: CageConfig) -> lis
         )
     if config.multi_label:
         table("Categories (multi-label)", "", [("multilabel", n) for n in ("mean_average_precision", "top3_accuracy")])
+    recall, support = ours.get("expression", {}).get("per_class_recall"), ours.get("expression", {}).get("support")
+    if isinstance(recall, dict) and recall:
+        support = support if isinstance(support, dict) else {}
+        tables.append({
+            "title": "Per class",
+            "note": "Recall of each expression (the share of its examples predicted as it) and its support.",
+            "columns": ["expression", "recall", "support"],
+            "rows": [[name, _number(value), str(support.get(name, "–"))] for name, value in recall.items()],
+        })  # fmt: skip
     return tables
 
 
@@ -325,7 +352,9 @@ def render_model_card(
     trained = config.weights_status == "trained"
     license = license or default_license(config)
 
-    tags = ["cage", "facial-expression-recognition", "valence-arousal", "affective-computing", "maxvit", "custom_code"]
+    tags = ["cage", "facial-expression-recognition", "valence-arousal", "affective-computing", "custom_code"]
+    if "maxvit" in config.backbone:
+        tags.append("maxvit")
     if dataset:
         tags.append(_dataset_id(dataset))
     if not trained:
@@ -369,7 +398,8 @@ def render_model_card(
         circumplex=circumplex_diagram(medians) if medians else None,
         regression_targets=list(config.regression_targets),
         parameters=f"{parameters / 1e6:.1f} M" if parameters else "unknown",
-        recipe_rows=_flatten(config.training_recipe or {}),
+        # the history and final metrics are in config.json and the evaluation tables; the rest, row by row
+        recipe_rows=_flatten({k: v for k, v in (config.training_recipe or {}).items() if k not in ("history", "metrics")}),
         metrics=metrics,
         tables=evaluation_tables(metrics, config),
         confusion=confusion_table(metrics),

@@ -188,8 +188,11 @@ def _load(args: argparse.Namespace, command: str):
     except (ModelLoadError, ValueError, ImportError, FileNotFoundError, RuntimeError) as error:
         print(f"cage {command}: {error}", file=sys.stderr)
         return None
-    from ..model_folder import derived_targets_note
+    from ..model_folder import BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME, derived_targets_note
 
+    if args.model is None:
+        print(f"cage {command}: model: {BUNDLED_MODEL_NAME}, bundled with cage (trained on FER+; its card: "
+              f"{BUNDLED_MODEL_DIR / 'README.md'})", file=sys.stderr)  # fmt: skip
     note = derived_targets_note(analyzer.config)
     if note:
         print(f"cage {command}: note: {note}", file=sys.stderr)

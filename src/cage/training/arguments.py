@@ -145,6 +145,24 @@ class TrainingArguments:
         """All fields as a plain dict (the ``training_recipe`` record)."""
         return asdict(self)
 
+    def to_command(self, program: str = "cage train") -> str:
+        """The shell command that trains with these arguments: ``program``, then ``--data`` and
+        ``--output-dir``, then every option whose value differs from its default, in field order (what a model
+        card quotes; ``parse_training_arguments`` of its options gives these arguments back)."""
+        import shlex
+
+        words = program.split()
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.default is not MISSING and value == item.default:
+                continue
+            option = item.name.replace("_", "-")
+            if isinstance(value, bool):
+                words.append(f"--{option}" if value else f"--no-{option}")
+            else:
+                words += [f"--{option}", str(value)]
+        return shlex.join(words)
+
 
 def _value_type(annotation: Any) -> Any:
     """``int``/``float``/``str``/``bool`` of a field annotation, ``X | None`` read as ``X``."""

@@ -192,7 +192,8 @@ def apply_training_data(processor, config, train_split, log) -> dict[str, Any]:
       ``config.regression_note``, shown with every valence/arousal the model gives.
 
     Returns:
-        ``{"image_domain": ..., "regression_targets": ...}`` as found (``None`` where absent).
+        ``{"dataset": ..., "terms": ..., "image_domain": ..., "regression_targets": ...}`` as found (``None``
+        where absent; ``dataset`` is the stats' id, e.g. ``"ferplus"``, which the model card names).
     """
     from ..data.stats import load_stats
 
@@ -214,7 +215,8 @@ def apply_training_data(processor, config, train_split, log) -> dict[str, Any]:
         config.regression_source = "derived"
         config.regression_note = targets.get("note")
         log(f"regression targets are derived, not human ratings: {config.regression_note}")
-    return {"image_domain": domain, "regression_targets": targets}
+    return {"dataset": stats.get("dataset"), "terms": stats.get("terms"), "image_domain": domain,
+            "regression_targets": targets}  # fmt: skip
 
 
 def resolve_label_mode(label_mode: str, train_split) -> str:
