@@ -151,7 +151,16 @@ def test_compute_metrics_layout():
         "weighted_f1",
         "labels",
         "confusion_matrix",
+        "per_class_recall",
+        "support",
+        "num_examples",
     }
+    assert out["expression"]["num_examples"] == n and sum(out["expression"]["support"].values()) == n
+    recall = out["expression"]["per_class_recall"]
+    matrix = out["expression"]["confusion_matrix"]
+    for index, label in enumerate(out["expression"]["labels"]):  # recall = diagonal / row sum
+        row = sum(matrix[index])
+        assert recall[label] == (pytest.approx(matrix[index][index] / row) if row else None)
     assert set(out["valence"]) == {"rmse", "mae", "pcc", "ccc", "sagr"}
     assert set(out["pooled_valence_arousal"]) == {"rmse", "mse", "mae", "ccc"}
     assert out["num_examples"] == n

@@ -309,7 +309,7 @@ def test_a_second_run_on_the_same_output_is_refused(tiny_model_dir, tmp_path, cl
 
 
 def test_ctrl_c_ends_with_one_line_and_exit_130(tiny_model_dir, tmp_path):
-    folder = crops_folder(tmp_path, 300)
+    folder = crops_folder(tmp_path, 600)
     output = tmp_path / "out.jsonl"
     environment = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     process = subprocess.Popen([sys.executable, "-m", "cage", "predict", str(folder), "--model", str(tiny_model_dir),
@@ -318,9 +318,9 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(tiny_model_dir, tmp_path):
                                stderr=subprocess.PIPE, text=True, env=environment)  # fmt: skip
     partial = tmp_path / ".out.jsonl.partial"
     deadline = time.time() + 180
-    while not partial.exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
+    while not (partial.exists() and partial.stat().st_size > 0) and time.time() < deadline:
+        time.sleep(0.05)  # records are flowing: the run is mid-way
+    assert process.poll() is None, "the run ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130

@@ -53,7 +53,9 @@ def derived_targets_note(config: Any) -> str | None:
         return None
     targets = "/".join(getattr(config, "regression_targets", ["valence", "arousal"]))
     detail = getattr(config, "regression_note", None) or "computed from other labels"
-    return f"this model's {targets} were trained on DERIVED targets, not human ratings ({detail})"
+    if "not human ratings: " in detail:  # the note says it itself (FER+'s): keep only how they were derived
+        detail = detail.split("not human ratings: ", 1)[1]
+    return f"this model's {targets} were trained on DERIVED targets, not human ratings: {detail}"
 
 
 def save_model_folder(model: Any, image_processor: Any, output_dir: str | Path) -> Path:

@@ -182,7 +182,7 @@ def classification_metrics(predicted: Any, target: Any, labels: Sequence[str]) -
     recall, support = precision_recall_fscore_support(
         target, predicted, labels=indices, average=None, zero_division=np.nan
     )[1::2]
-    out["per_class_recall"] = {name: float(r) for name, r in zip(labels, recall)}
+    out["per_class_recall"] = {name: None if n == 0 else float(r) for name, r, n in zip(labels, recall, support)}
     out["support"] = {name: int(n) for name, n in zip(labels, support)}
     out["labels"] = list(labels)
     out["confusion_matrix"] = confusion_matrix(target, predicted, labels=indices).tolist()
