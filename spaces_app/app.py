@@ -61,6 +61,8 @@ class UploadedImage(gr.Image):
     bytes, exactly as ``cage predict`` does, and says what is wrong with a bad file.
     """
 
+    is_template = True  # the browser draws it with gr.Image's own frontend (gradio's template components)
+
     def preprocess(self, payload):
         if payload is not None and getattr(payload, "path", None) and not str(payload.path).startswith("data:"):
             return str(payload.path)

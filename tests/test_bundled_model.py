@@ -108,3 +108,6 @@ def test_the_space_runs_the_bundled_model_by_default_and_says_its_valence_is_der
     assert state.error is None and state.name == str(BUNDLED_MODEL_DIR)
     assert f"{BUNDLED_MODEL_NAME} (bundled with cage)" in state.banner
     assert "DERIVED" in state.banner and "not trained" not in state.banner
+    record = app.predict_records(state, str(face_photo("obama.jpg")))  # what the Space's /predict returns
+    (face,) = record["faces"]
+    assert face["expression"] == "Happy" and face["valence"] > 0.3

@@ -339,7 +339,7 @@ def test_model_card_states_the_saved_framing_policy(tmp_path):
     assert "a square face crop with a 15 % margin per side, resized to 64 x 64 px" in texts["affectnet8-False"]
     assert (
         "a face crop framed as the training crops frame the dlib detector's box (measured on 47 of 48 training "
-        "crops: side 1.600 x 1.600 the box, centre offset (+0.000, -0.100) box sides; use that detector), "
+        "crops: side 1.600 x 1.600 the box, centre offset (+0.000, -0.100) box sides), "
         "resized to 64 x 64 px" in texts["affectnet8-True"]
     )
     body = "the body box itself, clamped to the image (as the training crops were cut), resized to"

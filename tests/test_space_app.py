@@ -185,6 +185,11 @@ def test_inputs_and_live_stream_are_configured(app, monkeypatch):
     demo = app.build_demo(app.ModelState(name="nowhere", error="no such folder"))
     components = {c.elem_id: c for c in demo.blocks.values() if getattr(c, "elem_id", None)}
     assert set(components["photo"].sources) == {"upload", "webcam", "clipboard"}
+    # every component is one the browser has a frontend for (a subclass must be a gradio template component)
+    assert components["photo"].get_block_name() == "image"
+    foreign = [type(block).__name__ for block in demo.blocks.values() if not type(block).__module__.startswith("gradio.")
+               and not getattr(block, "is_template", False)]  # fmt: skip
+    assert foreign == []
     assert components["webcam"].streaming and components["webcam"].sources == ["webcam"]
     (stream,) = [fn for fn in demo.fns.values() if any(event == "stream" for _, event in fn.targets)]
     assert stream.targets == [(components["webcam"]._id, "stream")]

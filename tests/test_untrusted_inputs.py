@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -288,8 +289,38 @@ def test_a_read_only_annotate_folder_is_refused_before_any_work(tiny_model_dir, 
                              "--annotate", str(read_only / "annotated"))  # fmt: skip
     finally:
         subprocess.run(["umount", str(read_only)], capture_output=True)
-    assert code == 2 and out == ""
+    assert code == 3 and out == ""  # an output that cannot be written: exit 3, as --output
     assert "cannot write there (Read-only file system)" in one_line(err)
+
+
+def test_an_output_in_a_read_only_folder_is_one_line_and_exit_3_before_any_work(tiny_model_dir, tmp_path, cli):
+    read_only = tmp_path / "ro"
+    if not _mount_tmpfs(read_only, "ro,size=16k"):
+        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
+    try:
+        for extra in ([], ["--resume"]):
+            code, out, err = cli("predict", str(face_photo("obama_small.jpg")), "--model", str(tiny_model_dir),
+                                 "--output", str(read_only / "out.jsonl"), *extra)  # fmt: skip
+            assert code == 3 and out == "", (extra, err)
+            assert one_line(err).startswith(f"cage predict: cannot write {read_only / 'out.jsonl'}: Read-only file system")
+    finally:
+        subprocess.run(["umount", str(read_only)], capture_output=True)
+
+
+def test_an_output_link_is_written_through_and_a_device_or_fifo_is_never_replaced(tiny_model_dir, tmp_path, cli):
+    target = tmp_path / "target.jsonl"
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    code, _, err = cli("predict", str(face_photo("obama_small.jpg")), "--model", str(tiny_model_dir), "--output",
+                       str(link))  # fmt: skip
+    assert code == 0, err
+    assert link.is_symlink() and json.loads(target.read_text())["faces"]  # the link stays; its target holds the record
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    code, out, err = cli("predict", str(face_photo("obama_small.jpg")), "--model", str(tiny_model_dir), "--output",
+                         str(fifo))  # fmt: skip
+    assert code == 2 and out == "" and "is not a regular file" in one_line(err)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still the FIFO, not replaced by a file
 
 
 def test_a_second_run_on_the_same_output_is_refused(tiny_model_dir, tmp_path, cli):

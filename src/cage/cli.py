@@ -36,6 +36,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .bench.cli import add_bench_parser
@@ -145,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress.propagate = False
     if not args.verbose:  # no transformers/Hub progress bars; read when they are imported (not here: fast start)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        # Python warnings (e.g. a detector the model's framing was not measured with) as one line, like the logs,
+        # not with the source file and line the default format adds
+        warnings.formatwarning = lambda message, category, filename, lineno, line=None: f"WARNING: {message}\n"
     try:
         return args.handler(args)
     except KeyboardInterrupt:  # Ctrl-C: one line, the shell's code for SIGINT; partial outputs are removed

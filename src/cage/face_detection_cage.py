@@ -402,10 +402,10 @@ def resolve_yunet_model(model_path: str | os.PathLike | None = None) -> Path:
         pass
     if is_offline_mode():
         raise FileNotFoundError(
-            f"its model file is not in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it; {YUNET_HELP}"
+            f"YuNet's model file is not in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it; {YUNET_HELP}"
         )
     if not hub_reachable():  # a quick check: huggingface_hub would retry for about 20 s, warning each time
-        raise FileNotFoundError(f"its model file is not in the Hugging Face cache and the Hub cannot be reached; {YUNET_HELP}")
+        raise FileNotFoundError(f"YuNet's model file is not in the Hugging Face cache and the Hub cannot be reached; {YUNET_HELP}")
     try:
         return Path(hf_hub_download(repo_id=YUNET_HUB_REPO, filename=YUNET_FILENAME))
     except Exception as error:  # network errors, missing repo/file: all end in the same advice

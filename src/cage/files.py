@@ -2,16 +2,44 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
 def output_path_problem(output: str) -> str | None:
-    """Why the file ``output`` cannot be written (its folder is missing or it is a folder), or ``None``."""
-    path = Path(output).expanduser()
+    """Why the file ``output`` cannot be written as cage writes outputs (its folder is missing, it is a folder,
+    or it is not a regular file: a device such as ``/dev/null``, a FIFO or a socket, which the atomic
+    write-then-rename would replace), or ``None``. A symbolic link is judged by what it points to (see
+    [`resolved_output`])."""
+    path = resolved_output(output)
     if path.is_dir():
         return f"--output {output} is a folder; give a file name"
+    if path.exists() and not path.is_file():
+        return (f"--output {output} is not a regular file (a device, FIFO or socket); cage writes its output to a "
+                "temporary file and renames it into place, which would replace it: leave --output out to print "
+                "to stdout, and redirect that")  # fmt: skip
     if not path.parent.is_dir():
         return f"--output {output}: the folder {path.parent} does not exist; create it first"
+    return None
+
+
+def resolved_output(output: str | os.PathLike) -> Path:
+    """``output`` with ``~`` expanded and symbolic links followed: writing the file a link points to keeps the
+    link (renaming onto the link itself would replace it with a regular file)."""
+    return Path(os.path.realpath(Path(output).expanduser()))
+
+
+def unwritable_folder_problem(output: str) -> str | None:
+    """Why no file can be created beside ``output`` (its folder is read-only, ...), or ``None``: checked before a
+    run starts (cage writes ``output``'s lock and a temporary file there)."""
+    import tempfile
+
+    folder = resolved_output(output).parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return f"cannot write {output}: {error.strerror or error} (in {folder}); nothing was written there"
     return None
 
 

@@ -20,7 +20,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..files import OutputBusy, OutputLock, output_path_problem, partial_path, writable_folder_problem
+from ..files import (
+    OutputBusy,
+    OutputLock,
+    output_path_problem,
+    partial_path,
+    resolved_output,
+    unwritable_folder_problem,
+    writable_folder_problem,
+)
 
 EXIT_OK = 0
 EXIT_INPUT_ERRORS = 1  # some inputs could not be processed; the others were
@@ -222,11 +230,16 @@ def run_predict(args: argparse.Namespace) -> int:
         if problem:
             print(f"cage predict: {problem}", file=sys.stderr)
             return EXIT_USAGE
+        problem = unwritable_folder_problem(args.output)  # a read-only folder: before any work, like a full disk
+        if problem:
+            print(f"cage predict: {problem}", file=sys.stderr)
+            return EXIT_OUTPUT
+        args.output = str(resolved_output(args.output))  # a link's target is written; the link stays
     if args.annotate is not None:
         problem = writable_folder_problem(args.annotate)  # before any work, not after it
         if problem:
             print(f"cage predict: {problem}", file=sys.stderr)
-            return EXIT_USAGE
+            return EXIT_OUTPUT
 
     from .distributed import uses_parts
 
@@ -245,6 +258,11 @@ def run_predict(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except OutputWriteError as error:
         print(f"cage predict: {error}", file=sys.stderr)
+        return EXIT_OUTPUT
+    except OSError as error:  # the lock file cannot be created (the folder became read-only...)
+        if error.filename is None or not str(error.filename).startswith(str(args.output)):
+            raise
+        print(f"cage predict: cannot write {error.filename}: {error.strerror or error}", file=sys.stderr)
         return EXIT_OUTPUT
 
 

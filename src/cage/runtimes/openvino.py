@@ -100,8 +100,8 @@ def cached_openvino_model(model: Any, cache_dir: str | Path | None = None) -> Pa
     import logging
 
     logging.getLogger("cage.progress").info(
-        "cage: converting the model for OpenVINO (once per model and OpenVINO version; about 20 s for MaxViT-T), "
-        "cached in %s", root,
+        "cage: converting the model for OpenVINO (once per model and OpenVINO version; seconds for a small network, "
+        "about 20 s for MaxViT-T), cached in %s", root,
     )  # fmt: skip
     scratch = path.with_name(f"{path.stem}.{os.getpid()}.tmp.xml")
     ov.save_model(convert_to_openvino(model), str(scratch), compress_to_fp16=False)
