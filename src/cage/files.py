@@ -32,31 +32,34 @@ def resolved_output(output: str | os.PathLike) -> Path:
 def unwritable_folder_problem(output: str) -> str | None:
     """Why no file can be created beside ``output`` (its folder is read-only, ...), or ``None``: checked before a
     run starts (cage writes ``output``'s lock and a temporary file there)."""
-    import tempfile
-
     folder = resolved_output(output).parent
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        return f"cannot write {output}: {error.strerror or error} (in {folder}); nothing was written there"
-    return None
+    error = _write_probe(folder)
+    return None if error is None else f"cannot write {output}: {error.strerror or error} (in {folder}); nothing was written there"
 
 
 def writable_folder_problem(folder: str, option: str = "--annotate") -> str | None:
     """Why files cannot be written into ``folder`` (created if missing), or ``None``: checked before a run
     starts, so that a read-only or impossible folder is one line at once, not an error after the work."""
-    import tempfile
-
     path = Path(folder).expanduser()
     if path.exists() and not path.is_dir():
         return f"{option} {folder} is a file, not a folder"
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
     except OSError as error:
         return f"{option} {folder}: cannot write there ({error.strerror or error})"
+    error = _write_probe(path)
+    return None if error is None else f"{option} {folder}: cannot write there ({error.strerror or error})"
+
+
+def _write_probe(folder: Path) -> OSError | None:
+    """The error creating (and removing) a temporary file in ``folder`` raises, or ``None`` when it can."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return error
     return None
 
 
@@ -84,8 +87,6 @@ class OutputLock:
             import fcntl
         except ImportError:  # Windows: no advisory locks here; the output is still written atomically
             return self
-        import os
-
         while True:
             handle = open(self.path, "a+")
             try:
